@@ -1,0 +1,25 @@
+"""run-requested v1: an upstream system asks for a run."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import Field
+
+from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, TargetName
+from .adf import AdfRun
+
+#: Each system's part; becomes a discriminated union on ``system`` as systems are added.
+RunSpec = AdfRun
+
+
+class RunRequestedV1(Event):
+    """Start one run on a configured target. ``request_id`` is the idempotency key."""
+
+    event_type: ClassVar[str] = EVENT_TYPE_PREFIX + "run.requested.v1"
+
+    request_id: UUID = Field(description="Idempotency key: one request, at most one run.")
+    target: TargetName
+    run: RunSpec = Field(description="The system-specific part; must match the target's system.")
+    correlation_id: CorrelationId | None = None

@@ -1,0 +1,35 @@
+"""run-state-changed v1: a run (or a request that never became one) changed state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import Field
+
+from ._common import EVENT_TYPE_PREFIX, Contract, CorrelationId, Event, RunState, System
+
+
+class Reason(Contract):
+    code: str = Field(description="Stable machine-readable code, e.g. 'unknown-target'.")
+    message: str
+
+
+class RunStateChangedV1(Event):
+    """REJECTED carries the reason and no run id: the request will never become a run."""
+
+    event_type: ClassVar[str] = EVENT_TYPE_PREFIX + "run.state-changed.v1"
+
+    request_id: UUID
+    correlation_id: CorrelationId | None = None
+    target: str | None = Field(default=None, description="As given in the request.")
+    system: System | None = None
+    run_id: str | None = None
+    state: RunState
+    previous_state: RunState | None = None
+    backend_status: str | None = Field(
+        default=None, description="The run API's own status word, e.g. ADF's 'InProgress'."
+    )
+    reason: Reason | None = None
+    at: datetime
