@@ -1,0 +1,584 @@
+"""aiohttp routes: Entra ID token endpoints, IMDS, ARM Data Factory operations and admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import unquote, unquote_plus
+
+from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
+
+from emulators.adf._config import AdfEmulatorConfig, Fault
+from emulators.adf._state import (
+    ArmError,
+    BucketKind,
+    Clock,
+    EmulatorState,
+    FactoryScope,
+    IssuedToken,
+    OAuthError,
+    RecoveryOptions,
+    validate_names,
+)
+
+API_VERSION = "2018-06-01"
+STATE = web.AppKey("adf_emulator_state", EmulatorState)
+_PARKED = web.AppKey("adf_emulator_parked", set[asyncio.Task[Any]])
+
+Operation = Literal["createRun", "getRun", "cancel", "queryPipelineRuns"]
+_KINDS: dict[Operation, BucketKind] = {
+    "createRun": "writes",
+    "getRun": "reads",
+    "cancel": "writes",
+    "queryPipelineRuns": "reads",
+}
+_FAULTS = TypeAdapter(list[Fault])
+
+
+def create_app(
+    config: AdfEmulatorConfig | None = None, *, clock: Clock = time.time
+) -> web.Application:
+    """Build the emulator app; ``clock`` drives run states, token expiry and throttling."""
+    app = web.Application(middlewares=[_json_fallbacks])
+    app[STATE] = EmulatorState(config or AdfEmulatorConfig(), clock)
+    app[_PARKED] = set[asyncio.Task[Any]]()
+    app.on_shutdown.append(_cancel_parked)
+    app.router.add_post("/{tenant}/oauth2/v2.0/token", _token_v2)
+    app.router.add_post("/{tenant}/oauth2/token", _token_v1)
+    app.router.add_get("/metadata/identity/oauth2/token", _token_imds)
+    app.router.add_route("*", "/subscriptions/{tail:.*}", _arm)
+    app.router.add_get("/_emulator/runs", _admin_runs)
+    app.router.add_get("/_emulator/stats", _admin_stats)
+    app.router.add_get("/_emulator/faults", _admin_list_faults)
+    app.router.add_post("/_emulator/faults", _admin_add_faults)
+    app.router.add_delete("/_emulator/faults", _admin_clear_faults)
+    app.router.add_post("/_emulator/tokens/expire", _admin_expire_tokens)
+    app.router.add_post("/_emulator/reset", _admin_reset)
+    app.router.add_get("/_emulator/config", _admin_config)
+    app.router.add_patch("/_emulator/config", _admin_configure)
+    return app
+
+
+# -- shared helpers -------------------------------------------------------------------------
+
+
+def _cloud_error(status: int, code: str, message: str) -> web.Response:
+    body = {"error": {"code": code, "message": message, "target": None, "details": None}}
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def _json_fallbacks(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Unrouted requests get a CloudError instead of aiohttp's plain-text pages."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        return _cloud_error(405, "MethodNotAllowed", f"{request.method} is not allowed: {exc}")
+    except web.HTTPNotFound:
+        return _cloud_error(404, "NotFound", f"No route for {request.method} {request.path}.")
+
+
+async def _emulate_latency(state: EmulatorState) -> None:
+    cfg = state.config
+    spread = cfg.latency_jitter_ms
+    delay_ms = max(0.0, random.uniform(cfg.latency_ms - spread, cfg.latency_ms + spread))
+    if delay_ms:
+        await asyncio.sleep(delay_ms / 1000)
+
+
+async def _park(request: web.Request, seconds: float) -> None:
+    """Hang like an unresponsive server; shutdown cancels parked handlers instead of waiting."""
+    parked = request.app[_PARKED]
+    task = asyncio.current_task()
+    assert task is not None
+    parked.add(task)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        parked.discard(task)
+
+
+async def _cancel_parked(app: web.Application) -> None:
+    parked: set[asyncio.Task[Any]] = app[_PARKED]
+    for task in list(parked):
+        task.cancel()
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the socket without a response; aiohttp quietly discards what we return."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response()
+
+
+# -- Entra ID and IMDS ----------------------------------------------------------------------
+
+
+def _oauth_error(err: OAuthError) -> web.Response:
+    trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    body = {
+        "error": err.error,
+        "error_description": f"{err.description} Trace ID: {trace_id} "
+        f"Correlation ID: {correlation_id} Timestamp: {stamp}",
+        "error_codes": [err.aadsts],
+        "timestamp": stamp,
+        "trace_id": trace_id,
+        "correlation_id": correlation_id,
+        "error_uri": f"https://login.microsoftonline.com/error?code={err.aadsts}",
+    }
+    return web.json_response(body, status=err.status)
+
+
+def _oauth_fault(fault: Fault) -> web.Response:
+    error = (
+        "temporarily_unavailable"
+        if fault.status >= 500 or fault.status == 429
+        else "invalid_request"
+    )
+    response = web.json_response(
+        {"error": error, "error_description": f"{fault.code}: {fault.message}"},
+        status=fault.status,
+    )
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = str(fault.retry_after)
+    return response
+
+
+async def _with_token_fault(
+    request: web.Request, issue: Callable[[], Awaitable[web.Response]]
+) -> web.Response:
+    """Shared skeleton of the three token endpoints: stats, latency, faults, errors."""
+    state = request.app[STATE]
+    state.stats.requests["token"] += 1
+    await _emulate_latency(state)
+    fault = state.take_fault("token")
+    if fault is not None and not fault.after_effect:
+        if fault.kind == "drop":
+            return _drop(request)
+        if fault.kind == "status":
+            return _oauth_fault(fault)
+        await _park(request, fault.delay_seconds)
+    try:
+        response = await issue()
+    except OAuthError as err:
+        if err.status == 401:
+            state.stats.unauthorized += 1
+        response = _oauth_error(err)
+    if fault is not None and fault.after_effect:
+        if fault.kind == "drop":
+            return _drop(request)
+        if fault.kind == "status":
+            return _oauth_fault(fault)
+        await _park(request, fault.delay_seconds)
+    response.headers["x-ms-request-id"] = str(uuid.uuid4())
+    return response
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """client_secret_basic: both halves are form-encoded before base64 (RFC 6749 2.3.1)."""
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    return (unquote_plus(client_id), unquote_plus(secret)) if sep else None
+
+
+async def _client_token(request: web.Request, *, v2: bool) -> IssuedToken:
+    form = await request.post()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    basic = _basic_credentials(request.headers.get("Authorization"))
+    client_id, secret = basic or (fields.get("client_id"), fields.get("client_secret"))
+    return request.app[STATE].issue_client_token(
+        tenant=request.match_info["tenant"],
+        grant_type=fields.get("grant_type"),
+        client_id=client_id,
+        client_secret=secret,
+        target=fields.get("scope" if v2 else "resource"),
+        target_is_scope=v2,
+    )
+
+
+def _legacy_body(token: IssuedToken, resource: str) -> dict[str, str]:
+    """v1 and IMDS answer with numbers as strings."""
+    lifetime = str(round(token.expires_at - token.issued_at))
+    return {
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
+        "expires_on": str(int(token.expires_at)),
+        "not_before": str(int(token.issued_at)),
+        "resource": resource,
+        "access_token": token.access_token,
+    }
+
+
+async def _token_v2(request: web.Request) -> web.Response:
+    async def issue() -> web.Response:
+        token = await _client_token(request, v2=True)
+        lifetime = round(token.expires_at - token.issued_at)
+        return web.json_response(
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token.access_token,
+            }
+        )
+
+    return await _with_token_fault(request, issue)
+
+
+async def _token_v1(request: web.Request) -> web.Response:
+    async def issue() -> web.Response:
+        token = await _client_token(request, v2=False)
+        form = await request.post()
+        return web.json_response(_legacy_body(token, str(form.get("resource", ""))))
+
+    return await _with_token_fault(request, issue)
+
+
+async def _token_imds(request: web.Request) -> web.Response:
+    async def issue() -> web.Response:
+        query = request.query
+        if request.headers.get("Metadata", "").lower() != "true":
+            return _imds_error("Required metadata header not specified")
+        for name in ("api-version", "resource"):
+            if not query.get(name):
+                return _imds_error(f"Required query variable '{name}' is missing")
+        resource = query["resource"]
+        client_id = query.get("client_id") or "managed-identity"
+        token = request.app[STATE].issue_token(client_id, resource)
+        return web.json_response({**_legacy_body(token, resource), "client_id": client_id})
+
+    return await _with_token_fault(request, issue)
+
+
+def _imds_error(description: str) -> web.Response:
+    return web.json_response(
+        {"error": "invalid_request", "error_description": description}, status=400
+    )
+
+
+# -- ARM ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Route:
+    operation: Operation
+    scope: FactoryScope
+    pipeline: str | None = None
+    run_id: str | None = None
+
+
+_PREFIX = (
+    "subscriptions",
+    None,
+    "resourcegroups",
+    None,
+    "providers",
+    "microsoft.datafactory",
+    "factories",
+    None,
+)
+"""Literal segments (compared case-insensitively, like ARM) and ``None`` for names."""
+
+
+def _match_operation(scope: FactoryScope, rest: list[str]) -> tuple[str, _Route] | None:
+    """The HTTP method and route for the segments after ``factories/{factory}``."""
+    literal = [s.lower() for s in rest]
+    if len(rest) == 3 and literal[0] == "pipelines" and literal[2] == "createrun":
+        return "POST", _Route("createRun", scope, pipeline=rest[1])
+    if len(rest) == 2 and literal[0] == "pipelineruns":
+        return "GET", _Route("getRun", scope, run_id=rest[1])
+    if len(rest) == 3 and literal[0] == "pipelineruns" and literal[2] == "cancel":
+        return "POST", _Route("cancel", scope, run_id=rest[1])
+    if literal == ["querypipelineruns"]:
+        return "POST", _Route("queryPipelineRuns", scope)
+    return None
+
+
+def _resolve(method: str, raw_path: str) -> _Route:
+    """Match on individually decoded segments so encoded names (spaces, é, %2F) survive."""
+    segments = [unquote(s) for s in raw_path.strip("/").split("/")]
+    head, rest = segments[: len(_PREFIX)], segments[len(_PREFIX) :]
+    matched = None
+    if len(head) == len(_PREFIX) and all(
+        want is None or want == got.lower() for want, got in zip(_PREFIX, head, strict=True)
+    ):
+        matched = _match_operation(FactoryScope(head[1], head[3], head[7]), rest)
+    if matched is None:
+        raise ArmError(
+            404, "NotFound", f"The resource path '{raw_path}' is not an emulated Data Factory API."
+        )
+    allowed, route = matched
+    if method != allowed:
+        raise ArmError(
+            405, "HttpMethodNotAllowed", f"The HTTP method '{method}' is not supported here."
+        )
+    return route
+
+
+def _arm_response(err: ArmError) -> web.Response:
+    response = _cloud_error(err.status, err.code, err.message)
+    if err.retry_after is not None:
+        response.headers["Retry-After"] = str(err.retry_after)
+    return response
+
+
+def _ratelimit_header(kind: BucketKind) -> str:
+    return f"x-ms-ratelimit-remaining-subscription-{kind}"
+
+
+def _fault_response(
+    fault: Fault, state: EmulatorState, route: _Route, principal: str
+) -> web.Response:
+    response = _cloud_error(fault.status, fault.code, fault.message)
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = str(fault.retry_after)
+    kind = _KINDS[route.operation]
+    remaining = state.remaining(route.scope.subscription, principal, kind)
+    response.headers[_ratelimit_header(kind)] = str(remaining)
+    return response
+
+
+def _unauthorized(request: web.Request, err: ArmError) -> web.Response:
+    response = _arm_response(err)
+    issuer = f"{request.url.origin()}/{request.app[STATE].config.tenant_id}"
+    description = err.message.replace('"', "'")
+    response.headers["WWW-Authenticate"] = (
+        f'Bearer authorization_uri="{issuer}", error="invalid_token", '
+        f'error_description="{description}"'
+    )
+    return response
+
+
+def _bool_query(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return None
+    if raw.lower() in {"true", "false"}:
+        return raw.lower() == "true"
+    raise ArmError(400, "BadRequest", f"The query parameter '{name}' must be true or false.")
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArmError(400, "BadRequest", f"The request body is not valid JSON: {exc}") from exc
+
+
+async def _perform(request: web.Request, route: _Route, principal: str) -> web.Response:
+    """Everything after authentication and faults: throttling, api-version, names, operation."""
+    state = request.app[STATE]
+    kind = _KINDS[route.operation]
+    header = _ratelimit_header(kind)
+    try:
+        remaining = state.throttle(route.scope.subscription, principal, kind)
+    except ArmError as err:
+        response = _arm_response(err)
+        response.headers[header] = "0"
+        return response
+    try:
+        response = await _operate(request, route, principal)
+    except ArmError as err:
+        response = _arm_response(err)
+    response.headers[header] = str(remaining)
+    return response
+
+
+async def _operate(request: web.Request, route: _Route, principal: str) -> web.Response:
+    state = request.app[STATE]
+    version = request.query.get("api-version")
+    if version is None:
+        raise ArmError(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+    if version != API_VERSION:
+        raise ArmError(
+            400,
+            "InvalidApiVersionParameter",
+            f"The api-version '{version}' is invalid. The supported versions are '{API_VERSION}'.",
+        )
+    scope = route.scope
+    validate_names(scope.resource_group, scope.factory, route.pipeline)
+
+    if route.operation == "createRun":
+        assert route.pipeline is not None
+        body = await _json_body(request)
+        if body is not None and not isinstance(body, dict):
+            raise ArmError(
+                400, "BadRequest", "The request body must be a JSON object of parameters."
+            )
+        recovery = RecoveryOptions(
+            reference_pipeline_run_id=request.query.get("referencePipelineRunId") or None,
+            is_recovery=_bool_query(request, "isRecovery"),
+            start_activity_name=request.query.get("startActivityName") or None,
+            start_from_failure=_bool_query(request, "startFromFailure"),
+        )
+        run = state.create_run(
+            scope,
+            route.pipeline,
+            body or {},
+            recovery,
+            principal=principal,
+            client_request_id=request.headers.get("x-ms-client-request-id"),
+        )
+        return web.json_response({"runId": run.run_id})
+    if route.operation == "getRun":
+        assert route.run_id is not None
+        return web.json_response(state.get_run(scope, route.run_id).to_json(state.clock()))
+    if route.operation == "cancel":
+        assert route.run_id is not None
+        state.cancel_run(scope, route.run_id, _bool_query(request, "isRecursive"))
+        return web.Response(status=200)
+    body = await _json_body(request)
+    return web.json_response(state.query_runs(scope, body))
+
+
+async def _arm(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    await _emulate_latency(state)
+    request_id = str(uuid.uuid4())
+    ids = {
+        "x-ms-request-id": request_id,
+        "x-ms-correlation-request-id": request.headers.get("x-ms-correlation-request-id")
+        or request_id,
+    }
+    if "x-ms-client-request-id" in request.headers:
+        ids["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
+
+    response = await _arm_pipeline(request, state)
+    if response is not None:
+        response.headers.update(ids)
+        return response
+    return _drop(request)
+
+
+async def _arm_pipeline(request: web.Request, state: EmulatorState) -> web.Response | None:
+    """The ARM checks in order; ``None`` means the connection must be dropped."""
+    route: _Route | None = None
+    routing_error: ArmError | None = None
+    try:
+        route = _resolve(request.method, request.rel_url.raw_path)
+    except ArmError as err:
+        routing_error = err
+    if route is not None:
+        state.stats.requests[route.operation] += 1
+    try:
+        principal = state.authenticate(request.headers.get("Authorization"))
+    except ArmError as err:
+        state.stats.unauthorized += 1
+        return _unauthorized(request, err)
+    if route is None:
+        assert routing_error is not None
+        return _arm_response(routing_error)
+
+    fault = state.take_fault(route.operation)
+    if fault is not None and not fault.after_effect:
+        if fault.kind == "drop":
+            return None
+        if fault.kind == "status":
+            return _fault_response(fault, state, route, principal)
+        await _park(request, fault.delay_seconds)
+    response = await _perform(request, route, principal)
+    if fault is not None and fault.after_effect:
+        if fault.kind == "drop":
+            return None
+        if fault.kind == "status":
+            return _fault_response(fault, state, route, principal)
+        await _park(request, fault.delay_seconds)
+    return response
+
+
+# -- admin ----------------------------------------------------------------------------------
+
+
+def _admin_error(message: str) -> web.Response:
+    return _cloud_error(400, "BadRequest", message)
+
+
+def _public_config(config: AdfEmulatorConfig) -> dict[str, Any]:
+    """The running configuration; client secrets are not echoed."""
+    data = config.model_dump(mode="json")
+    data["clients"] = sorted(config.clients)
+    for name in ("known_pipelines", "failing_pipelines"):
+        if data[name] is not None:
+            data[name] = sorted(data[name])
+    return data
+
+
+async def _admin_runs(request: web.Request) -> web.Response:
+    return web.json_response({"runs": request.app[STATE].admin_runs()})
+
+
+async def _admin_stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].stats.to_json())
+
+
+async def _admin_list_faults(request: web.Request) -> web.Response:
+    faults = [
+        {**a.fault.model_dump(mode="json"), "remaining": a.remaining}
+        for a in request.app[STATE].faults
+    ]
+    return web.json_response({"faults": faults})
+
+
+async def _admin_add_faults(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        faults = _FAULTS.validate_python(body["faults"] if isinstance(body, dict) else None)
+    except (ValueError, KeyError, ValidationError) as exc:
+        return _admin_error(f'Expected {{"faults": [Fault, ...]}}: {exc}')
+    request.app[STATE].add_faults(faults)
+    return await _admin_list_faults(request)
+
+
+async def _admin_clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].clear_faults()
+    return web.json_response({"faults": []})
+
+
+async def _admin_expire_tokens(request: web.Request) -> web.Response:
+    return web.json_response({"expired": request.app[STATE].expire_tokens()})
+
+
+async def _admin_reset(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return web.json_response({"reset": True})
+
+
+async def _admin_config(request: web.Request) -> web.Response:
+    return web.json_response(_public_config(request.app[STATE].config))
+
+
+async def _admin_configure(request: web.Request) -> web.Response:
+    try:
+        changes = await request.json()
+        if not isinstance(changes, dict):
+            raise ValueError("the body must be a JSON object")
+        config = request.app[STATE].configure(changes)
+    except (ValueError, ValidationError) as exc:
+        return _admin_error(str(exc))
+    return web.json_response(_public_config(config))
