@@ -1,0 +1,161 @@
+"""``runbridge``: run the bridge, publish run requests, check health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
+
+from contracts import RunRequestedV1
+
+from .cloudevents import CloudEvent, EnvelopeMode, encode
+from .config import Settings
+from .errors import BridgeError
+from .service import Bridge
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def _run(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await Bridge(settings).run(stop)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    try:
+        asyncio.run(_run(settings))
+    except BridgeError as exc:
+        logging.getLogger("runbridge").error("%s", exc)
+        return 2
+    return 0
+
+
+def request_from_args(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run requests from a JSON file (one object or a list) or from flags."""
+    if args.file:
+        loaded = json.loads(Path(args.file).read_text())
+        return loaded if isinstance(loaded, list) else [loaded]
+    if not (args.target and args.pipeline):
+        raise SystemExit("send: give --file, or --target and --pipeline")
+    parameters = {}
+    for item in args.param or []:
+        name, _, value = item.partition("=")
+        try:
+            parameters[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[name] = value
+    request: dict[str, Any] = {
+        "request_id": args.request_id or str(uuid.uuid4()),
+        "target": args.target,
+        "run": {"system": "adf", "pipelineName": args.pipeline, "parameters": parameters},
+    }
+    if args.correlation_id:
+        request["correlation_id"] = args.correlation_id
+    return [request]
+
+
+async def _send(
+    settings: Settings, requests: list[dict[str, Any]], args: argparse.Namespace
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for data in requests:
+            if not args.no_validate:
+                RunRequestedV1.model_validate(data)
+            event = CloudEvent(
+                id=str(uuid.uuid4()),
+                source=args.source,
+                type=RunRequestedV1.event_type,
+                data=data,
+                subject=str(data.get("request_id")),
+            )
+            value, headers = encode(event, EnvelopeMode(args.mode))
+            key = (args.key or str(data.get("request_id"))).encode()
+            await producer.send_and_wait(
+                settings.requests_topic, value=value, key=key, headers=headers
+            )
+            print(json.dumps({"sent": data.get("request_id"), "topic": settings.requests_topic}))
+    finally:
+        await producer.stop()
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        asyncio.run(_send(settings, request_from_args(args), args))
+    except ValidationError as exc:
+        print(f"send: not a valid run request: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    """Healthy when the consumer loop touched the health file recently."""
+    path = Settings().health_file
+    if path is None:
+        print("health: RUNBRIDGE_HEALTH_FILE is not set", file=sys.stderr)
+        return 2
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        print(f"health: {path} missing", file=sys.stderr)
+        return 1
+    if age > args.max_age:
+        print(f"health: last poll {age:.0f}s ago", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runbridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("run", help="start the bridge (configured by RUNBRIDGE_* variables)")
+
+    send = commands.add_parser("send", help="publish run requests to the request topic")
+    send.add_argument("--file", help="JSON file: one run request, or a list of them")
+    send.add_argument("--target")
+    send.add_argument("--pipeline", help="ADF pipeline name")
+    send.add_argument("--param", action="append", help="NAME=VALUE (VALUE parsed as JSON)")
+    send.add_argument("--request-id")
+    send.add_argument("--correlation-id")
+    send.add_argument("--key", help="Kafka key (default: the request id)")
+    send.add_argument("--mode", choices=[m.value for m in EnvelopeMode], default="binary")
+    send.add_argument("--source", default="/runbridge/cli")
+    send.add_argument("--no-validate", action="store_true", help="send even if invalid")
+
+    health = commands.add_parser("health", help="exit 0 if the bridge polled Kafka recently")
+    health.add_argument("--max-age", type=float, default=60.0)
+
+    args = parser.parse_args(argv)
+    handlers = {"run": _cmd_run, "send": _cmd_send, "health": _cmd_health}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

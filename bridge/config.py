@@ -1,0 +1,163 @@
+"""The bridge's own configuration: Kafka, processing limits, retries and targets.
+
+Settings come from ``RUNBRIDGE_*`` environment variables; targets come from a TOML file
+(``RUNBRIDGE_TARGETS_FILE``) and/or JSON in ``RUNBRIDGE_TARGETS``. Events only ever name a
+target: URLs and credentials are read from here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts import System
+
+from .cloudevents import EnvelopeMode
+from .errors import ConfigurationError
+
+ARM_SCOPE = "https://management.azure.com/.default"
+ARM_RESOURCE = "https://management.azure.com/"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClientSecretCredential(_Strict):
+    """Microsoft Entra ID client credentials (a service principal's secret)."""
+
+    type: Literal["client_secret"] = "client_secret"
+    tenant_id: str = Field(pattern=r"^[A-Za-z0-9.-]{1,128}$")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    client_secret_env: str | None = Field(
+        default=None, description="Name of the environment variable that holds the secret."
+    )
+    client_secret_file: Path | None = None
+    authority: str = "https://login.microsoftonline.com"
+    scope: str = ARM_SCOPE
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> ClientSecretCredential:
+        sources = [self.client_secret, self.client_secret_env, self.client_secret_file]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError(
+                "give exactly one of client_secret, client_secret_env, client_secret_file"
+            )
+        return self
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.authority.rstrip('/')}/{self.tenant_id}/oauth2/v2.0/token"
+
+    def resolve_secret(self) -> SecretStr:
+        if self.client_secret is not None:
+            return self.client_secret
+        if self.client_secret_env is not None:
+            value = os.environ.get(self.client_secret_env)
+            if not value:
+                raise ConfigurationError(
+                    f"environment variable {self.client_secret_env} (client secret) is not set"
+                )
+            return SecretStr(value)
+        assert self.client_secret_file is not None
+        try:
+            return SecretStr(self.client_secret_file.read_text().strip())
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read client secret file: {exc}") from exc
+
+
+class ManagedIdentityCredential(_Strict):
+    """An Azure managed identity, through the instance metadata service (IMDS)."""
+
+    type: Literal["managed_identity"] = "managed_identity"
+    client_id: str | None = Field(default=None, description="For a user-assigned identity.")
+    endpoint: str = "http://169.254.169.254/metadata/identity/oauth2/token"
+    resource: str = ARM_RESOURCE
+
+
+AdfCredential = Annotated[
+    ClientSecretCredential | ManagedIdentityCredential, Field(discriminator="type")
+]
+
+
+class AdfTarget(_Strict):
+    """One Azure Data Factory: where its pipelines are and how to sign in."""
+
+    system: Literal[System.ADF] = System.ADF
+    base_url: str = "https://management.azure.com"
+    subscription_id: str
+    resource_group: str
+    factory: str
+    credential: AdfCredential
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+Target = AdfTarget
+
+
+class RetryPolicy(_Strict):
+    """Exponential backoff with jitter for transient failures, bounded in time and attempts."""
+
+    max_attempts: int = Field(default=8, ge=1)
+    max_seconds: float = Field(default=120.0, gt=0)
+    initial_backoff_seconds: float = Field(default=0.5, ge=0)
+    max_backoff_seconds: float = Field(default=30.0, ge=0)
+    max_retry_after_seconds: float = Field(
+        default=60.0, ge=0, description="A longer Retry-After is capped to this."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RUNBRIDGE_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "runbridge"
+    requests_topic: str = "runbridge.run-requests"
+    created_topic: str = "runbridge.run-created"
+    state_topic: str = "runbridge.run-state-changed"
+    dead_letter_topic: str = "runbridge.dead-letter"
+    envelope_mode: EnvelopeMode = EnvelopeMode.BINARY
+    event_source: str = "/runbridge"
+    max_in_flight: int = Field(default=256, ge=1)
+    commit_interval_seconds: float = Field(default=1.0, gt=0)
+    shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    retry: RetryPolicy = RetryPolicy()
+    targets_file: Path | None = None
+    targets: dict[str, Target] = Field(default_factory=dict)
+    health_file: Path | None = None
+    log_level: str = "INFO"
+
+    def all_targets(self) -> dict[str, Target]:
+        """Targets from RUNBRIDGE_TARGETS and the targets file (the file may not redefine one)."""
+        targets = dict(self.targets)
+        if self.targets_file is None:
+            return targets
+        for name, target in load_targets_file(self.targets_file).items():
+            if name in targets:
+                raise ConfigurationError(f"target {name!r} is defined twice")
+            targets[name] = target
+        return targets
+
+
+class _TargetsFile(_Strict):
+    targets: dict[str, Target] = Field(default_factory=dict)
+
+
+def load_targets_file(path: Path) -> dict[str, Target]:
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"cannot read targets file {path}: {exc}") from exc
+    try:
+        return _TargetsFile.model_validate(raw).targets
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid targets file {path}: {exc}") from exc

@@ -1,0 +1,179 @@
+"""At-least-once processing of a Kafka topic with per-key ordering.
+
+The consumer loop hands records to a KeyedDispatcher (different keys in parallel, one key
+in order), keeps at most ``max_in_flight`` records in flight (pausing fetches when full),
+and commits per partition only offsets below which every record is finished. A record is
+finished when the handler returns, and the handler returns only once its outputs are
+acknowledged by Kafka, so a commit never covers a record whose outputs could be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from .dispatch import KeyedDispatcher
+from .offsets import PartitionOffsets
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+Handler = Callable[[Record], Awaitable[None]]
+
+
+def ordering_key(record: Record) -> Hashable:
+    """Records with the same key stay in order; a record without a key orders with nothing."""
+    if record.key is None:
+        return (record.topic, record.partition, record.offset)
+    return (record.topic, record.key)
+
+
+class Engine:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        handler: Handler,
+        *,
+        max_in_flight: int = 256,
+        commit_interval: float = 1.0,
+        drain_timeout: float = 30.0,
+        retry_backoff: float = 1.0,
+        on_poll: Callable[[], None] | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._handler = handler
+        self._max_in_flight = max_in_flight
+        self._commit_interval = commit_interval
+        self._drain_timeout = drain_timeout
+        self._retry_backoff = retry_backoff
+        self._on_poll = on_poll
+        self._dispatcher = KeyedDispatcher()
+        self._partitions: dict[TopicPartition, PartitionOffsets] = {}
+        self._in_flight = 0
+        self._progress = asyncio.Event()
+        self._paused = False
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        return _Rebalance(self)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then finish what is in flight and commit."""
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                await self._poll_once()
+                if self._on_poll is not None:
+                    self._on_poll()
+                if time.monotonic() - last_commit >= self._commit_interval:
+                    await self.commit()
+                    last_commit = time.monotonic()
+        finally:
+            await self._drain(set(self._partitions), self._drain_timeout)
+            await self.commit()
+            await self._dispatcher.aclose()
+
+    async def _poll_once(self) -> None:
+        free = self._max_in_flight - self._in_flight
+        assignment = self._consumer.assignment()
+        if free <= 0 and not self._paused:
+            self._consumer.pause(*assignment)
+            self._paused = True
+        elif free > 0 and self._paused:
+            self._consumer.resume(*assignment)
+            self._paused = False
+        batch = await self._consumer.getmany(timeout_ms=200, max_records=max(free, 1))
+        for tp, records in batch.items():
+            offsets = self._partitions.get(tp)
+            if offsets is None:
+                offsets = self._partitions[tp] = PartitionOffsets()
+            for record in records:
+                offsets.started(record.offset)
+                self._in_flight += 1
+                self._dispatcher.submit(ordering_key(record), self._job(record, offsets))
+
+    def _job(self, record: Record, offsets: PartitionOffsets) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            while True:
+                try:
+                    await self._handler(record)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "handler failed on %s[%d]@%d; retrying in %.1fs",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        self._retry_backoff,
+                    )
+                    await asyncio.sleep(self._retry_backoff)
+            offsets.finished(record.offset)
+            self._in_flight -= 1
+            self._progress.set()
+
+        return job
+
+    async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Commit every partition (or those given) whose committable position moved."""
+        offsets: dict[TopicPartition, Any] = {}
+        for tp, tracked in self._partitions.items():
+            if partitions is not None and tp not in partitions:
+                continue
+            position = tracked.committable()
+            if position is not None:
+                offsets[tp] = OffsetAndMetadata(position, "")
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
+            return
+        for tp, meta in offsets.items():
+            self._partitions[tp].committed = meta.offset
+
+    async def _drain(self, partitions: set[TopicPartition], timeout: float) -> None:
+        """Wait until nothing of ``partitions`` is in flight, or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while any(self._partitions[tp].in_flight for tp in partitions if tp in self._partitions):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("gave up waiting for in-flight records of %s", sorted(partitions))
+                return
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.5))
+
+    async def _revoked(self, partitions: set[TopicPartition]) -> None:
+        await self._drain(partitions, self._drain_timeout)
+        await self.commit(partitions)
+        for tp in partitions:
+            self._partitions.pop(tp, None)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before partitions go to another member: finish their records and commit them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if revoked:
+            log.info("partitions revoked: %s", sorted(revoked))
+            await self._engine._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", sorted(assigned))

@@ -1,0 +1,42 @@
+"""Which offset of a partition is safe to commit when records finish out of order."""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class PartitionOffsets:
+    """Offsets handed out for one partition, in order, and which of them are done.
+
+    Kafka keeps one committed offset per partition, so a finished record can only be
+    committed once every record before it has finished too: the committable position is
+    the lowest offset still in flight, or one past the last offset when none is.
+    """
+
+    def __init__(self) -> None:
+        self._pending: deque[int] = deque()
+        self._done: set[int] = set()
+        self._next: int | None = None
+        self.committed: int | None = None
+
+    def started(self, offset: int) -> None:
+        if self._next is not None and offset < self._next:
+            raise ValueError(f"offset {offset} handed out after {self._next - 1}")
+        self._pending.append(offset)
+        self._next = offset + 1
+
+    def finished(self, offset: int) -> None:
+        self._done.add(offset)
+        while self._pending and self._pending[0] in self._done:
+            self._done.discard(self._pending.popleft())
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def committable(self) -> int | None:
+        """The position to commit (the next offset to read), or None if nothing new."""
+        if self._next is None:
+            return None
+        position = self._pending[0] if self._pending else self._next
+        return None if position == self.committed else position

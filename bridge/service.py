@@ -1,0 +1,94 @@
+"""The running bridge: Kafka source → RequestProcessor → Kafka sink, wired from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from .backends import Backend, create_backend
+from .config import Settings
+from .engine import Engine
+from .metrics import Metrics
+from .processor import RequestProcessor
+from .sink import EventSink
+
+log = logging.getLogger(__name__)
+
+
+class Bridge:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.targets = settings.all_targets()
+        self.metrics = Metrics()
+        self._health_touched = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then finish in-flight records, commit and close."""
+        settings = self.settings
+        backends: dict[str, Backend] = {
+            name: create_backend(target) for name, target in self.targets.items()
+        }
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            client_id="runbridge",
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.group_id,
+            client_id="runbridge",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(300, settings.session_timeout_ms // 3),
+        )
+        sink = EventSink(producer, source=settings.event_source, mode=settings.envelope_mode)
+        processor = RequestProcessor(settings, self.targets, backends, sink, self.metrics)
+        engine = Engine(
+            consumer,
+            processor,
+            max_in_flight=settings.max_in_flight,
+            commit_interval=settings.commit_interval_seconds,
+            drain_timeout=settings.shutdown_timeout_seconds,
+            on_poll=self._touch_health,
+        )
+        await producer.start()
+        try:
+            await consumer.start()
+            try:
+                consumer.subscribe([settings.requests_topic], listener=engine.rebalance_listener())
+                log.info(
+                    "run bridge consuming %s as group %s with targets %s",
+                    settings.requests_topic,
+                    settings.group_id,
+                    ", ".join(sorted(self.targets)) or "(none)",
+                )
+                reporter = asyncio.create_task(self._report_metrics(stop))
+                await engine.run(stop)
+                await reporter
+            finally:
+                await consumer.stop()
+        finally:
+            await producer.stop()
+            for backend in backends.values():
+                await backend.aclose()
+            log.info("run bridge stopped: %s", self.metrics.snapshot())
+
+    def _touch_health(self) -> None:
+        path: Path | None = self.settings.health_file
+        now = time.monotonic()
+        if path is not None and now - self._health_touched >= 1.0:
+            path.touch()
+            self._health_touched = now
+
+    async def _report_metrics(self, stop: asyncio.Event, every: float = 60.0) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except TimeoutError:
+                log.info("metrics: %s", self.metrics.snapshot())

@@ -1,0 +1,194 @@
+"""The ADF client's request building and failure rules, against an in-memory transport.
+
+The same client runs against the emulator over real sockets in tests/integration.
+"""
+
+import json
+
+import httpx
+import pytest
+
+from bridge.auth import AccessToken
+from bridge.backends.adf import AdfBackend, create_run_request, segment
+from bridge.config import AdfTarget
+from bridge.errors import (
+    AuthenticationFailed,
+    BackendRejected,
+    InvalidIdentifier,
+    TransientBackendError,
+)
+from contracts import AdfRun, RunState
+
+TARGET = AdfTarget.model_validate(
+    {
+        "base_url": "https://arm.test",
+        "subscription_id": "12345678-1234-1234-1234-12345678abc",
+        "resource_group": "rg",
+        "factory": "my-factory",
+        "credential": {
+            "type": "client_secret",
+            "tenant_id": "t",
+            "client_id": "c",
+            "client_secret": "s",
+        },
+    }
+)
+
+
+class StaticTokens:
+    def __init__(self) -> None:
+        self.fetched = 0
+
+    async def fetch(self) -> AccessToken:
+        self.fetched += 1
+        return AccessToken(token=f"token-{self.fetched}", expires_at=4e9)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def backend(handler) -> tuple[AdfBackend, StaticTokens]:  # type: ignore[no-untyped-def]
+    tokens = StaticTokens()
+    return AdfBackend(TARGET, tokens=tokens, transport=httpx.MockTransport(handler)), tokens
+
+
+def test_every_recovery_option_goes_into_the_query() -> None:
+    run = AdfRun.model_validate(
+        {
+            "pipelineName": "copy data(1)",
+            "referencePipelineRunId": "2f7fdb90",
+            "isRecovery": True,
+            "startActivityName": "Copy1",
+        }
+    )
+    path, query, body = create_run_request(TARGET, run)
+    assert path.endswith("/factories/my-factory/pipelines/copy%20data%281%29/createRun")
+    assert query == {
+        "api-version": "2018-06-01",
+        "referencePipelineRunId": "2f7fdb90",
+        "isRecovery": "true",
+        "startActivityName": "Copy1",
+    }
+    assert body == {}
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("pipeline", "a/b"),
+        ("pipeline", "../x"),
+        ("pipeline", "x?y"),
+        ("pipeline", "a" * 261),
+        ("factory", "ab"),
+        ("factory", "-ab"),
+        ("resource group", "rg/../../x"),
+        ("run id", "x/../y"),
+    ],
+)
+def test_names_that_break_the_rules_never_reach_a_url(kind: str, value: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        segment(kind, value)
+
+
+async def test_create_run_sends_parameters_and_bearer_token() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"runId": "r-1"})
+
+    adf, _ = backend(handler)
+    created = await adf.create_run(
+        AdfRun.model_validate({"pipelineName": "p", "parameters": {"n": 1}}), request_id="q-1"
+    )
+    assert created.run_id == "r-1"
+    assert seen[0].headers["Authorization"] == "Bearer token-1"
+    assert seen[0].headers["x-ms-client-request-id"] == "q-1"
+    assert json.loads(seen[0].content) == {"n": 1}
+
+
+async def test_a_401_fetches_a_new_token_once() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers["Authorization"] == "Bearer token-1":
+            return httpx.Response(401, json={"error": {"code": "ExpiredAuthenticationToken"}})
+        return httpx.Response(200, json={"runId": "r-2"})
+
+    adf, tokens = backend(handler)
+    assert (await adf.create_run(AdfRun(pipelineName="p"), request_id="q")).run_id == "r-2"  # type: ignore[call-arg]
+    assert tokens.fetched == 2
+
+
+async def test_a_401_with_a_fresh_token_is_an_authentication_failure() -> None:
+    adf, tokens = backend(lambda request: httpx.Response(401, json={"error": {"code": "X"}}))
+    with pytest.raises(AuthenticationFailed):
+        await adf.create_run(AdfRun(pipelineName="p"), request_id="q")  # type: ignore[call-arg]
+    assert tokens.fetched == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "transient", "ambiguous"),
+    [
+        (429, {"Retry-After": "3"}, True, False),
+        (503, {"Retry-After": "1"}, True, False),
+        (503, {}, True, True),
+        (500, {}, True, True),
+        (502, {}, True, True),
+        (504, {}, True, True),
+        (408, {}, True, False),
+        (400, {}, False, False),
+        (403, {}, False, False),
+        (404, {}, False, False),
+    ],
+)
+async def test_status_codes_are_classified(
+    status: int, headers: dict[str, str], transient: bool, ambiguous: bool
+) -> None:
+    body = {"error": {"code": "Code", "message": "text"}}
+    adf, _ = backend(lambda request: httpx.Response(status, json=body, headers=headers))
+    with pytest.raises((TransientBackendError, BackendRejected)) as caught:
+        await adf.create_run(AdfRun(pipelineName="p"), request_id="q")  # type: ignore[call-arg]
+    error = caught.value
+    assert isinstance(error, TransientBackendError) is transient
+    assert error.code == "Code"
+    if isinstance(error, TransientBackendError):
+        assert error.ambiguous is ambiguous
+        if "Retry-After" in headers:
+            assert error.retry_after == float(headers["Retry-After"])
+
+
+@pytest.mark.parametrize(
+    ("exc", "ambiguous"),
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("slow"), False),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.RemoteProtocolError("dropped"), True),
+    ],
+)
+async def test_transport_errors_are_ambiguous_once_the_request_may_have_arrived(
+    exc: Exception, ambiguous: bool
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    adf, _ = backend(handler)
+    with pytest.raises(TransientBackendError) as caught:
+        await adf.create_run(AdfRun(pipelineName="p"), request_id="q")  # type: ignore[call-arg]
+    assert caught.value.ambiguous is ambiguous
+    with pytest.raises(TransientBackendError) as caught:
+        await adf.get_run("r-1")
+    assert caught.value.ambiguous is False, "reads are safe to repeat"
+
+
+async def test_get_run_maps_adf_status_to_run_state() -> None:
+    adf, _ = backend(
+        lambda request: httpx.Response(200, json={"runId": "r", "status": "InProgress"})
+    )
+    status = await adf.get_run("r")
+    assert (status.state, status.backend_status) == (RunState.RUNNING, "InProgress")
+
+
+async def test_cancelling_a_finished_run_is_not_an_error() -> None:
+    body = {"error": {"code": "PipelineRunNotRunning", "message": "done"}}
+    adf, _ = backend(lambda request: httpx.Response(400, json=body))
+    await adf.cancel_run("r-1")
