@@ -1,0 +1,135 @@
+"""Small clients for local runs: create topics, send run requests, read events back.
+
+Used by the demo, the tests and the benchmarks; the bridge itself does not need them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bridge.cloudevents import CloudEvent, EnvelopeMode, decode, encode
+from bridge.config import Settings
+from contracts import RunRequestedV1
+
+
+async def create_topics(settings: Settings, partitions: int = 6) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        names = [
+            settings.requests_topic,
+            settings.created_topic,
+            settings.state_topic,
+            settings.dead_letter_topic,
+        ]
+        await admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+        )
+    finally:
+        await admin.close()
+
+
+def run_request(
+    pipeline: str = "copy-sales",
+    *,
+    target: str = "adf-local",
+    parameters: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "request_id": str(uuid.uuid4()),
+        "target": target,
+        "run": {"system": "adf", "pipelineName": pipeline, "parameters": parameters or {}},
+        **extra,
+    }
+
+
+def as_record(
+    data: Any, mode: EnvelopeMode = EnvelopeMode.BINARY, **attrs: Any
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    event = CloudEvent(
+        id=str(uuid.uuid4()),
+        source="/tests",
+        type=attrs.pop("type", RunRequestedV1.event_type),
+        data=data,
+    )
+    return encode(event, mode)
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+) -> None:
+    """Send (key, value, headers) records in order and wait for every ack."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, key=key, value=value, headers=headers)
+            for key, value, headers in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+Records = list[ConsumerRecord[bytes, bytes]]
+
+
+async def consume(
+    bootstrap: str,
+    topic: str,
+    *,
+    at_least: int = 0,
+    until: Callable[[Records], bool] | None = None,
+    timeout: float = 60.0,
+    settle: float = 0.0,
+) -> Records:
+    """Every record of ``topic`` from the start, read until there are ``at_least`` of them
+    and ``until`` (if given) holds, or the timeout passes; then ``settle`` seconds more."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+
+    def satisfied() -> bool:
+        return len(records) >= at_least and (until is None or until(records))
+
+    await consumer.start()
+    records: Records = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not satisfied():
+            await _read(consumer, records)
+        settle_until = time.monotonic() + settle
+        while time.monotonic() < settle_until:
+            await _read(consumer, records)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _read(consumer: AIOKafkaConsumer, into: Records) -> None:
+    batch = await consumer.getmany(timeout_ms=200)
+    for partition_records in batch.values():
+        into.extend(partition_records)
+
+
+def distinct(field: str, count: int) -> Callable[[Records], bool]:
+    """An ``until`` for consume: ``count`` different values of a field of the event data."""
+    return lambda records: len({event_data(record)[field] for record in records}) >= count
+
+
+def event_data(record: ConsumerRecord[bytes, bytes]) -> Any:
+    return decode(record.value, list(record.headers)).data

@@ -1,0 +1,111 @@
+"""``make demo``: the whole bridge on this machine, with built-in local defaults.
+
+Starts a real Kafka broker (Maven Central jars) and the ADF emulator, runs ``runbridge run``
+as its own process, sends a few run requests (and one bad one), prints the events that come
+back, and stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bridge.config import Settings
+from emulators.adf import AdfEmulatorConfig, run_in_thread
+
+from . import kafka
+from .client import as_record, consume, create_topics, event_data, produce, run_request
+
+TARGETS = """\
+[targets.sales-adf]
+system = "adf"
+base_url = "{url}"
+subscription_id = "12345678-1234-1234-1234-12345678abcd"
+resource_group = "rg-demo"
+factory = "demo-factory"
+
+[targets.sales-adf.credential]
+type = "client_secret"
+tenant_id = "local-tenant"
+client_id = "runbridge-local"
+client_secret_env = "DEMO_ADF_CLIENT_SECRET"
+authority = "{url}"
+"""
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+async def exchange(settings: Settings) -> None:
+    requests = [
+        run_request("copy-sales", target="sales-adf", parameters={"day": "2026-11-25"}),
+        run_request("copy-sales", target="sales-adf", parameters={"day": "2026-11-26"}),
+        run_request("refresh-model", target="sales-adf", correlation_id="nightly-42"),
+    ]
+    unknown = run_request("copy-sales", target="no-such-target")
+    say("sending 3 run requests and 1 for a target that is not configured")
+    records = [(b"sales", *as_record(request)) for request in requests]
+    records.append((b"sales", *as_record(unknown)))
+    await produce(settings.bootstrap_servers, settings.requests_topic, records)
+    for request in [*requests, unknown]:
+        print(f"   request {request['request_id']} → target {request['target']}")
+
+    created = await consume(settings.bootstrap_servers, settings.created_topic, at_least=3)
+    say(f"run-created events on {settings.created_topic}")
+    for record in created:
+        data = event_data(record)
+        print(f"   {data['request_id']} → ADF run {data['run_id']} ({data['run']['pipelineName']})")
+    rejected = await consume(settings.bootstrap_servers, settings.state_topic, at_least=1)
+    say(f"run-state-changed events on {settings.state_topic}")
+    for record in rejected:
+        data = event_data(record)
+        print(f"   {data['request_id']} {data['state']}: {data['reason']['message']}")
+    dead = await consume(settings.bootstrap_servers, settings.dead_letter_topic, at_least=1)
+    say(f"dead letters on {settings.dead_letter_topic}")
+    for record in dead:
+        headers = {k: v.decode() for k, v in record.headers if k.startswith("runbridge.error.")}
+        print(
+            f"   offset {headers['runbridge.error.source_offset']}: "
+            f"{headers['runbridge.error.reason']}"
+        )
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="runbridge-demo-"))
+    say("starting Kafka (KRaft, from Maven Central jars)")
+    with kafka.start(work_dir=work) as broker, run_in_thread(AdfEmulatorConfig()) as adf:
+        print(f"   Kafka at {broker.bootstrap_servers}, ADF emulator at {adf.url}")
+        targets = work / "targets.toml"
+        targets.write_text(TARGETS.format(url=adf.url))
+        env = {
+            **os.environ,
+            "RUNBRIDGE_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "RUNBRIDGE_TARGETS_FILE": str(targets),
+            "DEMO_ADF_CLIENT_SECRET": "local-secret",
+        }
+        settings = Settings(bootstrap_servers=broker.bootstrap_servers)
+        asyncio.run(create_topics(settings, partitions=3))
+        say("starting the bridge: runbridge run")
+        bridge = subprocess.Popen([sys.executable, "-m", "bridge", "run"], env=env)
+        try:
+            asyncio.run(exchange(settings))
+        finally:
+            say("stopping")
+            bridge.terminate()
+            bridge.wait(timeout=60)
+    say(f"done in {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
