@@ -1,0 +1,38 @@
+# Run Bridge: `make demo` runs it locally, `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install kafka demo test unit lint bench schemas clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+kafka: install  ## fetch the Kafka broker jars from Maven Central (cached in .cache/)
+	$(BIN)/python -m devenv.kafka fetch
+
+demo: install kafka  ## local Kafka + ADF emulator + the bridge, a few requests, then stop
+	$(BIN)/python -m devenv.demo
+
+test: install kafka  ## unit and integration tests against a real broker and the emulator
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+schemas: install  ## regenerate contracts/schemas after changing a contract on purpose
+	$(BIN)/python -m contracts
+
+clean:
+	rm -rf $(VENV) .cache .run .pytest_cache .mypy_cache .ruff_cache
