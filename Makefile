@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install kafka demo test unit lint bench schemas clean
+.PHONY: install kafka demo test unit lint bench docs clean
 
 install: $(VENV)/.installed
 
@@ -31,8 +31,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-schemas: install  ## regenerate contracts/schemas after changing a contract on purpose
+docs: install  ## regenerate contracts/schemas and docs/asyncapi.json after a contract change
 	$(BIN)/python -m contracts
+	$(BIN)/python -m bridge.asyncapi > docs/asyncapi.json
 
 clean:
 	rm -rf $(VENV) .cache .run .pytest_cache .mypy_cache .ruff_cache

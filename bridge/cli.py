@@ -131,6 +131,13 @@ def _cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_asyncapi(args: argparse.Namespace) -> int:
+    from .asyncapi import render
+
+    sys.stdout.write(render(Settings()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runbridge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -152,8 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     health = commands.add_parser("health", help="exit 0 if the bridge polled Kafka recently")
     health.add_argument("--max-age", type=float, default=60.0)
 
+    commands.add_parser("asyncapi", help="print the AsyncAPI description of the topics")
+
     args = parser.parse_args(argv)
-    handlers = {"run": _cmd_run, "send": _cmd_send, "health": _cmd_health}
+    handlers = {
+        "run": _cmd_run,
+        "send": _cmd_send,
+        "health": _cmd_health,
+        "asyncapi": _cmd_asyncapi,
+    }
     return handlers[args.command](args)
 
 
