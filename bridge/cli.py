@@ -44,12 +44,16 @@ async def _run(settings: Settings) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"runbridge: invalid configuration: {exc}", file=sys.stderr)
+        return 2
     _configure_logging(settings.log_level)
     try:
         asyncio.run(_run(settings))
     except BridgeError as exc:
-        logging.getLogger("runbridge").error("%s", exc)
+        logging.getLogger("runbridge").error("cannot start: %s", exc)
         return 2
     return 0
 

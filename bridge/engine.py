@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -128,22 +128,23 @@ class Engine:
 
     async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
         """Commit every partition (or those given) whose committable position moved."""
-        offsets: dict[TopicPartition, Any] = {}
+        positions: dict[TopicPartition, tuple[PartitionOffsets, int]] = {}
         for tp, tracked in self._partitions.items():
             if partitions is not None and tp not in partitions:
                 continue
             position = tracked.committable()
             if position is not None:
-                offsets[tp] = OffsetAndMetadata(position, "")
-        if not offsets:
+                positions[tp] = (tracked, position)
+        if not positions:
             return
+        offsets = {tp: OffsetAndMetadata(position, "") for tp, (_, position) in positions.items()}
         try:
             await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
             return
-        for tp, meta in offsets.items():
-            self._partitions[tp].committed = meta.offset
+        for tracked, position in positions.values():
+            tracked.committed = position
 
     async def _drain(self, partitions: set[TopicPartition], timeout: float) -> None:
         """Wait until nothing of ``partitions`` is in flight, or ``timeout`` passes."""
