@@ -13,7 +13,8 @@ class Metrics:
     dead_lettered: int = 0
     retries: int = 0
     possible_duplicates: int = 0
-    """createRun calls retried after an ambiguous failure: each may have started a run."""
+    """createRun attempts whose outcome was unknown (timeout, dropped connection, 5xx after
+    sending): each may have started a run that no run-created event reports."""
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

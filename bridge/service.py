@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
 from .backends import Backend, create_backend
 from .config import Settings
@@ -57,27 +59,26 @@ class Bridge:
             drain_timeout=settings.shutdown_timeout_seconds,
             on_poll=self._touch_health,
         )
-        await producer.start()
-        try:
-            await consumer.start()
-            try:
-                consumer.subscribe([settings.requests_topic], listener=engine.rebalance_listener())
-                log.info(
-                    "run bridge consuming %s as group %s with targets %s",
-                    settings.requests_topic,
-                    settings.group_id,
-                    ", ".join(sorted(self.targets)) or "(none)",
-                )
-                reporter = asyncio.create_task(self._report_metrics(stop))
-                await engine.run(stop)
-                await reporter
-            finally:
-                await consumer.stop()
-        finally:
-            await producer.stop()
+        async with contextlib.AsyncExitStack() as cleanup:
+            cleanup.callback(lambda: log.info("run bridge stopped: %s", self.metrics.snapshot()))
             for backend in backends.values():
-                await backend.aclose()
-            log.info("run bridge stopped: %s", self.metrics.snapshot())
+                cleanup.push_async_callback(backend.aclose)
+            if not await _connect(producer, "producer", settings.bootstrap_servers, stop):
+                return
+            cleanup.push_async_callback(producer.stop)
+            if not await _connect(consumer, "consumer", settings.bootstrap_servers, stop):
+                return
+            cleanup.push_async_callback(consumer.stop)
+            consumer.subscribe([settings.requests_topic], listener=engine.rebalance_listener())
+            log.info(
+                "run bridge consuming %s as group %s with targets %s",
+                settings.requests_topic,
+                settings.group_id,
+                ", ".join(sorted(self.targets)) or "(none)",
+            )
+            reporter = asyncio.create_task(self._report_metrics(stop))
+            await engine.run(stop)
+            await reporter
 
     def _touch_health(self) -> None:
         path: Path | None = self.settings.health_file
@@ -92,3 +93,24 @@ class Bridge:
                 await asyncio.wait_for(stop.wait(), every)
             except TimeoutError:
                 log.info("metrics: %s", self.metrics.snapshot())
+
+
+async def _connect(
+    client: AIOKafkaProducer | AIOKafkaConsumer, what: str, servers: str, stop: asyncio.Event
+) -> bool:
+    """Start a Kafka client, waiting for the cluster as long as it takes (or until stopped),
+    so that a bridge started before its brokers simply waits for them."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await client.start()
+            return True
+        except KafkaConnectionError as exc:
+            log.warning(
+                "Kafka %s cannot reach %s (%s); retrying in %.0fs", what, servers, exc, delay
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 30.0)
+    await client.stop()
+    return False

@@ -183,20 +183,3 @@ async def test_an_expired_token_is_refreshed_once_and_the_run_is_created(
         second["request_id"],
     ]
     assert adf.stats()["tokens_issued"] == tokens_before + 1
-
-
-async def test_an_ambiguous_failure_is_retried_and_counted_as_a_possible_duplicate(
-    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
-) -> None:
-    adf.inject(Fault(operation="createRun", kind="drop", after_effect=True, count=1))
-    settings = settings_for(kafka_bootstrap, adf_server.url)
-    await create_topics(settings, partitions=1)
-    request = run_request()
-    await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(request))])
-    async with running_bridge(settings) as bridge:
-        created = await consume(kafka_bootstrap, settings.created_topic, at_least=1, settle=0.5)
-    assert len(created) == 1
-    assert bridge.metrics.possible_duplicates == 1
-    assert len(adf.runs()) == 2, (
-        "the dropped answer had started a run: the duplicate the ledger will prevent"
-    )

@@ -1,0 +1,153 @@
+"""Credentials and unclear outcomes, end to end through Kafka and the ADF emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+from bridge.cloudevents import EnvelopeMode
+from contracts import DeadLetterHeaders
+from devenv import kafka
+from devenv.client import as_record, consume, create_topics, event_data, produce, run_request
+from emulators.adf import AdminClient, BackgroundServer, Fault
+from tests.support import adf_target, running_bridge, settings_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.adf]
+
+
+async def test_a_managed_identity_target_gets_its_token_from_imds(
+    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
+) -> None:
+    target = adf_target(
+        adf_server.url,
+        credential={
+            "type": "managed_identity",
+            "endpoint": f"{adf_server.url}/metadata/identity/oauth2/token",
+        },
+    )
+    settings = settings_for(
+        kafka_bootstrap,
+        adf_server.url,
+        targets={"adf-local": target},
+        envelope_mode=EnvelopeMode.STRUCTURED,
+    )
+    await create_topics(settings, partitions=1)
+    request = run_request()
+    await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(request))])
+    async with running_bridge(settings):
+        created = await consume(kafka_bootstrap, settings.created_topic, at_least=1)
+    assert event_data(created[0])["request_id"] == request["request_id"]
+    assert dict(created[0].headers)["content-type"].startswith(b"application/cloudevents+json")
+    assert adf.runs()[0]["principal"] == "managed-identity"
+
+
+async def test_a_wrong_secret_dead_letters_without_leaking_it(
+    kafka_bootstrap: str,
+    adf_server: BackgroundServer,
+    adf: AdminClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "s3cr3t-that-must-not-leak"
+    target = adf_target(adf_server.url)
+    target["credential"]["client_secret"] = secret
+    settings = settings_for(kafka_bootstrap, adf_server.url, targets={"adf-local": target})
+    await create_topics(settings, partitions=1)
+    await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(run_request()))])
+    caplog.set_level(logging.DEBUG)
+    async with running_bridge(settings):
+        dead = await consume(kafka_bootstrap, settings.dead_letter_topic, at_least=1)
+        state = await consume(kafka_bootstrap, settings.state_topic, at_least=1)
+    error = DeadLetterHeaders.from_kafka(dead[0].headers)
+    assert error.reason == "authentication-failed"
+    assert "invalid_client" in error.message
+    published = b"".join(
+        [*(v for r in dead + state for _, v in r.headers), *(r.value or b"" for r in dead + state)]
+    )
+    assert secret.encode() not in published
+    assert secret not in caplog.text
+    assert adf.runs() == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(operation="createRun", kind="drop", after_effect=True, count=1),
+        Fault(operation="createRun", kind="timeout", after_effect=True, count=1, delay_seconds=3),
+        Fault(
+            operation="createRun",
+            kind="status",
+            status=502,
+            code="BadGateway",
+            after_effect=True,
+            count=1,
+        ),
+    ],
+    ids=["dropped-connection", "read-timeout", "502"],
+)
+async def test_an_unclear_outcome_is_retried_and_counted_as_a_possible_duplicate(
+    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient, fault: Fault
+) -> None:
+    adf.inject(fault)
+    target = adf_target(adf_server.url, timeout_seconds=1)
+    settings = settings_for(kafka_bootstrap, adf_server.url, targets={"adf-local": target})
+    await create_topics(settings, partitions=1)
+    await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(run_request()))])
+    async with running_bridge(settings) as bridge:
+        created = await consume(kafka_bootstrap, settings.created_topic, at_least=1, settle=0.5)
+    assert len(created) == 1
+    assert bridge.metrics.possible_duplicates == 1
+    assert bridge.metrics.dead_lettered == 0
+    assert len(adf.runs()) == 2, "the lost answer had started a run: the ledger's job to prevent"
+
+
+async def test_safe_failures_are_not_counted_as_possible_duplicates(
+    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
+) -> None:
+    adf.inject(
+        Fault(
+            operation="createRun",
+            kind="status",
+            status=429,
+            code="TooManyRequests",
+            retry_after=1,
+            count=2,
+        ),
+        Fault(operation="token", kind="status", status=503, count=1),
+    )
+    settings = settings_for(kafka_bootstrap, adf_server.url)
+    await create_topics(settings, partitions=1)
+    await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(run_request()))])
+    async with running_bridge(settings) as bridge:
+        created = await consume(kafka_bootstrap, settings.created_topic, at_least=1, settle=0.5)
+    assert len(created) == 1
+    assert bridge.metrics.possible_duplicates == 0
+    assert bridge.metrics.retries == 3
+    assert len(adf.runs()) == 1
+
+
+async def test_a_bridge_started_before_kafka_waits_for_it(
+    adf_server: BackgroundServer, adf: AdminClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bootstrap = f"127.0.0.1:{port}"
+    settings = settings_for(bootstrap, adf_server.url)
+    request = run_request()
+    broker = None
+    try:
+        async with running_bridge(settings):
+            await asyncio.sleep(2)
+            broker = await asyncio.to_thread(
+                kafka.start, port=port, work_dir=tmp_path_factory.mktemp("late")
+            )
+            await create_topics(settings, partitions=1)
+            await produce(bootstrap, settings.requests_topic, [(b"k", *as_record(request))])
+            created = await consume(bootstrap, settings.created_topic, at_least=1, timeout=60)
+    finally:
+        if broker is not None:
+            broker.stop()
+    assert [event_data(r)["request_id"] for r in created] == [request["request_id"]]
