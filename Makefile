@@ -26,6 +26,9 @@ test: install kafka  ## unit and integration tests against a real broker and the
 unit: install
 	$(BIN)/pytest tests/unit
 
+bench: install kafka  ## throughput benchmarks on a real broker; figures in bench/results/
+	$(BIN)/python -m bench.run
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -58,8 +58,7 @@ class Engine:
         self._dispatcher = KeyedDispatcher()
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._in_flight = 0
-        self._progress = asyncio.Event()
-        self._paused = False
+        self._progress = asyncio.Condition()
 
     @property
     def in_flight(self) -> int:
@@ -85,15 +84,20 @@ class Engine:
             await self._dispatcher.aclose()
 
     async def _poll_once(self) -> None:
+        if self._in_flight >= self._max_in_flight:
+            self._consumer.pause(*self._consumer.assignment())
+            await self._wait_until(lambda: self._in_flight < self._max_in_flight, 1.0)
+            if self._in_flight >= self._max_in_flight:
+                # Still polling while paused keeps this member in the group.
+                self._dispatch(await self._consumer.getmany(timeout_ms=0))
+                return
+        paused = self._consumer.paused()
+        if paused:
+            self._consumer.resume(*paused)
         free = self._max_in_flight - self._in_flight
-        assignment = self._consumer.assignment()
-        if free <= 0 and not self._paused:
-            self._consumer.pause(*assignment)
-            self._paused = True
-        elif free > 0 and self._paused:
-            self._consumer.resume(*assignment)
-            self._paused = False
-        batch = await self._consumer.getmany(timeout_ms=200, max_records=max(free, 1))
+        self._dispatch(await self._consumer.getmany(timeout_ms=200, max_records=free))
+
+    def _dispatch(self, batch: dict[TopicPartition, list[Record]]) -> None:
         for tp, records in batch.items():
             offsets = self._partitions.get(tp)
             if offsets is None:
@@ -102,6 +106,13 @@ class Engine:
                 offsets.started(record.offset)
                 self._in_flight += 1
                 self._dispatcher.submit(ordering_key(record), self._job(record, offsets))
+
+    async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``condition`` holds after some record finished, at most ``timeout``."""
+        async with self._progress:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait_for(condition), timeout)
+            return condition()
 
     def _job(self, record: Record, offsets: PartitionOffsets) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
@@ -122,7 +133,8 @@ class Engine:
                     await asyncio.sleep(self._retry_backoff)
             offsets.finished(record.offset)
             self._in_flight -= 1
-            self._progress.set()
+            async with self._progress:
+                self._progress.notify_all()
 
         return job
 
@@ -148,15 +160,14 @@ class Engine:
 
     async def _drain(self, partitions: set[TopicPartition], timeout: float) -> None:
         """Wait until nothing of ``partitions`` is in flight, or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while any(self._partitions[tp].in_flight for tp in partitions if tp in self._partitions):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                log.warning("gave up waiting for in-flight records of %s", sorted(partitions))
-                return
-            self._progress.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.5))
+
+        def drained() -> bool:
+            return not any(
+                self._partitions[tp].in_flight for tp in partitions if tp in self._partitions
+            )
+
+        if not await self._wait_until(drained, timeout):
+            log.warning("gave up waiting for in-flight records of %s", sorted(partitions))
 
     async def _revoked(self, partitions: set[TopicPartition]) -> None:
         await self._drain(partitions, self._drain_timeout)
