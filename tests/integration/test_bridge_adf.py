@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -18,9 +19,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.adf]
 
 
 async def test_200_requests_over_20_keys_become_200_runs_in_order_per_key(
-    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
+    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient, tmp_path: Path
 ) -> None:
-    settings = settings_for(kafka_bootstrap, adf_server.url, max_in_flight=64)
+    health_file = tmp_path / "alive"
+    settings = settings_for(
+        kafka_bootstrap, adf_server.url, max_in_flight=64, health_file=health_file
+    )
     await create_topics(settings, partitions=6)
     keys = [f"customer-{k}" for k in range(20)]
     sent: dict[str, tuple[str, int]] = {}
@@ -59,6 +63,7 @@ async def test_200_requests_over_20_keys_become_200_runs_in_order_per_key(
     assert runs_in_creation_order == list(range(10))
     assert bridge.metrics.runs_created == 200
     assert bridge.metrics.dead_lettered == 0
+    assert health_file.exists(), "the consumer loop touches the health file"
 
 
 async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
