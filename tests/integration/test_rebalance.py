@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.adf]
 async def test_a_member_joining_and_leaving_loses_nothing_and_repeats_nothing(
     kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
 ) -> None:
-    adf.configure(latency_ms=15)
-    settings = settings_for(kafka_bootstrap, adf_server.url, max_in_flight=16)
+    adf.configure(latency_ms=50)
+    settings = settings_for(kafka_bootstrap, adf_server.url, max_in_flight=4)
     await create_topics(settings, partitions=6)
     requests = [run_request(parameters={"key": f"k{n % 30}", "seq": n // 30}) for n in range(300)]
     await produce(
