@@ -115,6 +115,7 @@ class RequestProcessor:
             event,
             event_id=event_id(RunCreatedV1.event_type, request.request_id, created.run_id),
             subject=str(request.request_id),
+            correlation_id=request.correlation_id,
         )
         self.metrics.runs_created += 1
         log.info("request %s → %s run %s", request.request_id, request.run.system, created.run_id)
@@ -142,6 +143,7 @@ class RequestProcessor:
                 event,
                 event_id=event_id(RunStateChangedV1.event_type, facts.request_id, "REJECTED"),
                 subject=str(facts.request_id),
+                correlation_id=facts.correlation_id,
             )
             self.metrics.rejected += 1
         failure = DeadLetterHeaders(

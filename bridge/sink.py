@@ -47,7 +47,14 @@ class EventSink:
         self._backoff = retry_backoff
 
     async def send_event(
-        self, topic: str, key: bytes, payload: Event, *, event_id: str, subject: str
+        self,
+        topic: str,
+        key: bytes,
+        payload: Event,
+        *,
+        event_id: str,
+        subject: str,
+        correlation_id: str | None = None,
     ) -> None:
         event = CloudEvent(
             id=event_id,
@@ -56,6 +63,7 @@ class EventSink:
             data=payload.model_dump(mode="json", by_alias=True, exclude_none=True),
             time=datetime.now(UTC),
             subject=subject,
+            extensions={"correlationid": correlation_id} if correlation_id else {},
         )
         value, headers = encode(event, self._mode)
         await self.send(topic, key, value, headers)

@@ -25,8 +25,7 @@ class AdfRun(Contract):
     reference_pipeline_run_id: str | None = Field(
         default=None,
         alias="referencePipelineRunId",
-        min_length=1,
-        max_length=128,
+        pattern=r"^[A-Za-z0-9-]{1,128}$",
         description="Rerun with the parameters of this earlier run (always a new run).",
     )
     is_recovery: bool | None = Field(

@@ -85,7 +85,7 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     unknown_target = run_request(target="nowhere")
     bad_name = run_request(pipeline="../../secrets")
     refused = run_request(pipeline="no-such-pipeline")
-    good = run_request()
+    good = run_request(correlation_id="batch-7")
     bad = {
         "undecodable": (b"\xff\xfe\x00", ce_headers, None),
         "not-a-cloudevent": (json.dumps(run_request()).encode(), [], None),
@@ -137,6 +137,7 @@ async def test_every_kind_of_bad_input_is_dead_lettered_with_its_reason(
     assert [event_data(record)["request_id"] for record in created] == [good["request_id"]], (
         "the good request behind the bad ones on the same key still becomes a run"
     )
+    assert dict(created[0].headers)["ce_correlationid"] == b"batch-7"
 
 
 async def test_throttling_and_503_bursts_end_in_success_without_dead_letters(
