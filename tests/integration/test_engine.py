@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge.engine import Engine, Record
+from bridge.engine import Engine, Handler, Record
 from devenv.client import produce
 
 pytestmark = pytest.mark.kafka
@@ -37,17 +40,37 @@ async def committed(
         await consumer.stop()
 
 
-def engine_for(
-    bootstrap: str, topic: str, group: str, handler, **options
-) -> tuple[Engine, AIOKafkaConsumer]:  # type: ignore[no-untyped-def]
+@contextlib.asynccontextmanager
+async def running_engine(
+    bootstrap: str, topic: str, group: str, handler: Handler, **options: Any
+) -> AsyncIterator[Engine]:
+    """An engine consuming ``topic`` as ``group`` until the block ends."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    engine = Engine(consumer, handler, commit_interval=0.1, retry_backoff=0.05, **options)
-    return engine, consumer
+    engine = Engine(
+        consumer, handler, commit_interval=0.1, retry_backoff=0.05, drain_timeout=2, **options
+    )
+    await consumer.start()
+    consumer.subscribe([topic], listener=engine.rebalance_listener())
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    try:
+        yield engine
+    finally:
+        stop.set()
+        await task
+        await consumer.stop()
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
 
 
 async def test_a_stuck_key_holds_back_only_its_own_partition_commit(kafka_bootstrap: str) -> None:
@@ -66,31 +89,15 @@ async def test_a_stuck_key_holds_back_only_its_own_partition_commit(kafka_bootst
         topic,
         [(b"slow", b"s0", []), *[(f"k{i}".encode(), f"v{i}".encode(), []) for i in range(20)]],
     )
-    engine, consumer = engine_for(kafka_bootstrap, topic, group, handler)
-    await consumer.start()
-    consumer.subscribe([topic], listener=engine.rebalance_listener())
-    stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
-    try:
-        for _ in range(100):
-            if len(handled) == 20:
-                break
-            await asyncio.sleep(0.05)
+    async with running_engine(kafka_bootstrap, topic, group, handler) as engine:
+        await eventually(lambda: len(handled) == 20)
         assert len(handled) == 20, "the other keys ran while 'slow' was stuck"
         await engine.commit()
         assert (await committed(kafka_bootstrap, group, topic, 1))[0] in (None, 0), (
             "offset 0 is unfinished, so nothing after it may be committed"
         )
         release.set()
-        for _ in range(100):
-            if len(handled) == 21:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        release.set()
-        stop.set()
-        await task
-        await consumer.stop()
+        await eventually(lambda: len(handled) == 21)
     assert (await committed(kafka_bootstrap, group, topic, 1))[0] == 21
 
 
@@ -113,20 +120,8 @@ async def test_a_failing_handler_is_retried_in_place_keeping_key_order(
         topic,
         [(key, f"{key.decode()}-{n}".encode(), []) for n in range(5) for key in (b"a", b"b", b"c")],
     )
-    engine, consumer = engine_for(kafka_bootstrap, topic, group, handler, max_in_flight=4)
-    await consumer.start()
-    consumer.subscribe([topic], listener=engine.rebalance_listener())
-    stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
-    try:
-        for _ in range(200):
-            if sum(map(len, seen.values())) == 15:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await task
-        await consumer.stop()
+    async with running_engine(kafka_bootstrap, topic, group, handler, max_in_flight=4):
+        await eventually(lambda: sum(map(len, seen.values())) == 15)
     assert seen == {
         key: [f"{key.decode()}-{n}".encode() for n in range(5)] for key in (b"a", b"b", b"c")
     }
