@@ -18,6 +18,6 @@ RUN pip install --no-cache-dir --no-index /wheels/* && rm -rf /wheels
 USER runbridge
 WORKDIR /home/runbridge
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["runbridge", "health", "--max-age", "30"]
+    CMD ["runbridge", "health", "--max-age", "120"]
 ENTRYPOINT ["runbridge"]
 CMD ["run"]

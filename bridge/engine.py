@@ -1,8 +1,9 @@
 """At-least-once processing of a Kafka topic with per-key ordering.
 
 The consumer loop hands records to a KeyedDispatcher (different keys in parallel, one key
-in order), keeps at most ``max_in_flight`` records in flight (pausing fetches when full),
-and commits per partition only offsets below which every record is finished. A record is
+in order), shares ``max_in_flight`` between the assigned partitions (pausing a partition
+whose share is in flight), and commits per partition only offsets below which every record
+is finished. A record is
 finished when the handler returns, and the handler returns only once its outputs are
 acknowledged by Kafka, so a commit never covers a record whose outputs could be lost.
 """
@@ -84,18 +85,32 @@ class Engine:
             await self._dispatcher.aclose()
 
     async def _poll_once(self) -> None:
-        if self._in_flight >= self._max_in_flight:
-            self._consumer.pause(*self._consumer.assignment())
-            await self._wait_until(lambda: self._in_flight < self._max_in_flight, 1.0)
-            if self._in_flight >= self._max_in_flight:
-                # Still polling while paused keeps this member in the group.
-                self._dispatch(await self._consumer.getmany(timeout_ms=0))
-                return
-        paused = self._consumer.paused()
-        if paused:
-            self._consumer.resume(*paused)
-        free = self._max_in_flight - self._in_flight
-        self._dispatch(await self._consumer.getmany(timeout_ms=200, max_records=free))
+        """Fetch for the partitions under their share of the in-flight limit.
+
+        Each assigned partition may have ``max_in_flight / partitions`` records in flight (at
+        least one); a full partition is paused, so a key with a backlog holds back its own
+        partition only. One fetch returns at most one share, which bounds the records in
+        memory by twice ``max_in_flight``.
+        """
+        assignment = self._consumer.assignment()
+        share = max(1, self._max_in_flight // max(1, len(assignment)))
+
+        def has_room(tp: TopicPartition) -> bool:
+            tracked = self._partitions.get(tp)
+            return tracked is None or tracked.in_flight < share
+
+        full = {tp for tp in assignment if not has_room(tp)}
+        if full:
+            self._consumer.pause(*full)
+        resumable = self._consumer.paused() - full
+        if resumable:
+            self._consumer.resume(*resumable)
+        if assignment and full == assignment:
+            await self._wait_until(lambda: any(map(has_room, assignment)), 1.0)
+            # Still polling while paused keeps this member in the group.
+            self._dispatch(await self._consumer.getmany(timeout_ms=0))
+            return
+        self._dispatch(await self._consumer.getmany(timeout_ms=200, max_records=share))
 
     def _dispatch(self, batch: dict[TopicPartition, list[Record]]) -> None:
         for tp, records in batch.items():

@@ -84,8 +84,11 @@ class Bridge:
         path: Path | None = self.settings.health_file
         now = time.monotonic()
         if path is not None and now - self._health_touched >= 1.0:
-            path.touch()
             self._health_touched = now
+            try:
+                path.touch()
+            except OSError as exc:
+                log.warning("cannot touch health file %s: %s", path, exc)
 
     async def _report_metrics(self, stop: asyncio.Event, every: float = 60.0) -> None:
         while not stop.is_set():

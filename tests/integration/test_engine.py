@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridge.engine import Engine, Handler, Record
@@ -127,3 +127,33 @@ async def test_a_failing_handler_is_retried_in_place_keeping_key_order(
     }
     offsets = await committed(kafka_bootstrap, group, topic, 3)
     assert sum(o or 0 for o in offsets.values()) == 15, "everything handled is committed on stop"
+
+
+async def test_a_key_with_a_backlog_holds_back_only_its_own_partition(kafka_bootstrap: str) -> None:
+    topic = await new_topic(kafka_bootstrap, partitions=2)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    release = asyncio.Event()
+    others_done: list[bytes] = []
+
+    async def handler(record: Record) -> None:
+        if record.key == b"hot":
+            await release.wait()
+        else:
+            others_done.append(record.value)
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for n in range(50):
+            await producer.send(topic, key=b"hot", value=b"h%d" % n, partition=0)
+        for n in range(10):
+            await producer.send(topic, key=b"k%d" % n, value=b"v%d" % n, partition=1)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    async with running_engine(kafka_bootstrap, topic, group, handler, max_in_flight=8) as engine:
+        await eventually(lambda: len(others_done) == 10)
+        assert len(others_done) == 10, "partition 1 kept flowing while partition 0 was backed up"
+        assert engine.in_flight <= 2 * 8, "memory stays bounded"
+        release.set()
