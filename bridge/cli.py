@@ -21,7 +21,7 @@ from contracts import RunRequestedV1
 
 from .cloudevents import CloudEvent, EnvelopeMode, encode
 from .config import Settings
-from .errors import BridgeError
+from .errors import BridgeError, describe
 from .service import Bridge
 
 
@@ -47,7 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"runbridge: invalid configuration: {exc}", file=sys.stderr)
+        print(f"runbridge: invalid configuration: {describe(exc)}", file=sys.stderr)
         return 2
     _configure_logging(settings.log_level)
     try:
@@ -113,7 +113,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_send(settings, request_from_args(args), args))
     except ValidationError as exc:
-        print(f"send: not a valid run request: {exc}", file=sys.stderr)
+        print(f"send: not a valid run request: {describe(exc)}", file=sys.stderr)
         return 2
     return 0
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import NotACloudEvent, UndecodableRecord
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
 
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
@@ -51,7 +51,9 @@ def header(headers: Headers, name: str) -> bytes | None:
     return found
 
 
-def _text(raw: bytes, what: str) -> str:
+def _text(raw: bytes | None, what: str) -> str:
+    if raw is None:
+        raise UndecodableRecord(f"{what} is null")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -63,6 +65,8 @@ def _json(raw: bytes, what: str) -> Any:
         return json.loads(_text(raw, what))
     except json.JSONDecodeError as exc:
         raise UndecodableRecord(f"{what} is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise UndecodableRecord(f"{what} is nested too deeply") from exc
 
 
 def _parse_time(value: str | None) -> datetime | None:

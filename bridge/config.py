@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts import System
 
 from .cloudevents import EnvelopeMode
-from .errors import ConfigurationError
+from .errors import ConfigurationError, describe
 
 ARM_SCOPE = "https://management.azure.com/.default"
 ARM_RESOURCE = "https://management.azure.com/"
@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     envelope_mode: EnvelopeMode = EnvelopeMode.BINARY
     event_source: str = "/runbridge"
     max_in_flight: int = Field(default=256, ge=1)
+    max_request_bytes: int = Field(
+        default=262_144,
+        ge=1024,
+        description="Larger run requests are dead-lettered unread, so that every output "
+        "(which may echo the request) fits in a Kafka record.",
+    )
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
@@ -160,4 +166,4 @@ def load_targets_file(path: Path) -> dict[str, Target]:
     try:
         return _TargetsFile.model_validate(raw).targets
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid targets file {path}: {exc}") from exc
+        raise ConfigurationError(f"invalid targets file {path}: {describe(exc)}") from exc

@@ -11,12 +11,13 @@ from pydantic import ValidationError
 from contracts import REQUEST_TYPES, RunRequestedV1
 
 from . import cloudevents
-from .errors import ContractViolation, UnknownEventType
+from .errors import ContractViolation, UnknownEventType, describe
 
 
 @dataclass(frozen=True)
 class RequestFacts:
-    """What could be read from a record that may be invalid: enough to answer REJECTED."""
+    """What could be read from a record that may be invalid: enough to answer REJECTED.
+    Only values that are safe to repeat in an event are kept."""
 
     request_id: UUID | None = None
     correlation_id: str | None = None
@@ -33,7 +34,7 @@ def parse_request(value: bytes | None, headers: cloudevents.Headers) -> RunReque
     try:
         return model.model_validate(event.data)
     except ValidationError as exc:
-        raise ContractViolation(f"{event.type}: {_summary(exc)}") from exc
+        raise ContractViolation(f"{event.type}: {describe(exc)}") from exc
 
 
 def request_facts(value: bytes | None, headers: cloudevents.Headers) -> RequestFacts:
@@ -48,18 +49,13 @@ def request_facts(value: bytes | None, headers: cloudevents.Headers) -> RequestF
         request_id = UUID(str(data.get("request_id")))
     except ValueError:
         return RequestFacts()
-    correlation_id = data.get("correlation_id")
-    target = data.get("target")
     return RequestFacts(
         request_id=request_id,
-        correlation_id=correlation_id if isinstance(correlation_id, str) else None,
-        target=target if isinstance(target, str) else None,
+        correlation_id=_short_text(data.get("correlation_id")),
+        target=_short_text(data.get("target")),
     )
 
 
-def _summary(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False)[:10]:
-        where = ".".join(str(part) for part in error["loc"]) or "(root)"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
+def _short_text(value: Any, longest: int = 256) -> str | None:
+    """Facts go into a REJECTED event, which must be valid however bad the request was."""
+    return value if isinstance(value, str) and 0 < len(value) <= longest else None

@@ -6,6 +6,8 @@ headers and the REJECTED event, so listeners can branch on it without parsing te
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""
@@ -29,6 +31,10 @@ class UndecodableRecord(InputError):
 
 class NotACloudEvent(InputError):
     reason = "not-a-cloudevent"
+
+
+class RecordTooLarge(InputError):
+    reason = "too-large"
 
 
 class UnknownEventType(InputError):
@@ -112,6 +118,18 @@ class TransientBackendError(BackendError):
         self.ambiguous = ambiguous
 
 
+class OutcomeUnknown(BackendError):
+    """The run API answered in a way that does not say whether a run was started."""
+
+    reason = "outcome-unknown"
+
+
+class OutputRejected(BridgeError):
+    """Kafka refused an output record for good (e.g. too large): retrying cannot help."""
+
+    reason = "output-rejected"
+
+
 class RetriesExhausted(BackendError):
     """Transient failures lasted longer than the retry budget."""
 
@@ -125,3 +143,13 @@ class RetriesExhausted(BackendError):
         )
         self.last = last
         self.attempts = attempts
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error without the offending input: configuration holds secrets, and
+    events may hold anything."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:10]:
+        where = ".".join(str(part) for part in error["loc"]) or "(root)"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

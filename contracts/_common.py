@@ -29,9 +29,12 @@ class RunState(StrEnum):
     """A run's state, the same for every system.
 
     REJECTED means the request never became a run: it was invalid or the run API refused it.
+    UNKNOWN means the bridge could not learn whether the run API started a run (its answer
+    was lost, e.g. a timeout after sending); ``reason`` says what happened.
     """
 
     REJECTED = "REJECTED"
+    UNKNOWN = "UNKNOWN"
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     CANCELLING = "CANCELLING"

@@ -30,6 +30,12 @@ class DeadLetterHeaders(Contract):
     first_failure: datetime
     last_failure: datetime
     request_id: UUID | None = None
+    original_dropped: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Set when Kafka refused the record with its original value and headers "
+        "(too large): why they are missing.",
+    )
 
     def to_kafka(self) -> list[tuple[str, bytes]]:
         fields = self.model_dump(mode="json", exclude_none=True)

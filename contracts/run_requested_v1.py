@@ -19,7 +19,9 @@ class RunRequestedV1(Event):
 
     event_type: ClassVar[str] = EVENT_TYPE_PREFIX + "run.requested.v1"
 
-    request_id: UUID = Field(description="Idempotency key: one request, at most one run.")
+    request_id: UUID = Field(
+        description="Identifies the request in every output; meant as its idempotency key."
+    )
     target: TargetName
     run: RunSpec = Field(description="The system-specific part; must match the target's system.")
     correlation_id: CorrelationId | None = None

@@ -13,11 +13,11 @@ from ._common import EVENT_TYPE_PREFIX, Contract, CorrelationId, Event, RunState
 
 class Reason(Contract):
     code: str = Field(description="Stable machine-readable code, e.g. 'unknown-target'.")
-    message: str
+    message: str = Field(max_length=4096)
 
 
 class RunStateChangedV1(Event):
-    """REJECTED carries the reason and no run id: the request will never become a run."""
+    """REJECTED and UNKNOWN carry the reason and no run id."""
 
     event_type: ClassVar[str] = EVENT_TYPE_PREFIX + "run.state-changed.v1"
 

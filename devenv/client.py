@@ -19,19 +19,19 @@ from bridge.config import Settings
 from contracts import RunRequestedV1
 
 
-async def create_topics(settings: Settings, partitions: int = 6) -> None:
+async def create_topics(
+    settings: Settings, partitions: int = 6, *, output_config: dict[str, str] | None = None
+) -> None:
+    """The bridge's four topics; ``output_config`` applies to the three it writes."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        names = [
-            settings.requests_topic,
-            settings.created_topic,
-            settings.state_topic,
-            settings.dead_letter_topic,
+        outputs = [settings.created_topic, settings.state_topic, settings.dead_letter_topic]
+        topics = [NewTopic(settings.requests_topic, partitions, 1)]
+        topics += [
+            NewTopic(name, partitions, 1, topic_configs=output_config or {}) for name in outputs
         ]
-        await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
-        )
+        await admin.create_topics(topics)
     finally:
         await admin.close()
 

@@ -12,7 +12,7 @@ from contracts import AdfRun, RunState, System
 
 from ..auth import BearerTokenAuth, TokenSource, token_source
 from ..config import AdfTarget
-from ..errors import AuthenticationFailed, BackendError, BackendRejected, InvalidIdentifier
+from ..errors import AuthenticationFailed, BackendRejected, InvalidIdentifier, OutcomeUnknown
 from ._base import CreatedRun, RunStatus, status_error, transport_error
 
 API_VERSION = "2018-06-01"
@@ -163,7 +163,7 @@ class AdfBackend:
         )
         run_id = _json_object(response).get("runId")
         if not isinstance(run_id, str) or not run_id:
-            raise BackendError(f"createRun: HTTP {response.status_code} without a runId")
+            raise OutcomeUnknown(f"createRun: HTTP {response.status_code} without a runId")
         return CreatedRun(run_id=run_id)
 
     async def get_run(self, run_id: str) -> RunStatus:

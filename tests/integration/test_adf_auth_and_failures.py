@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from bridge.cloudevents import EnvelopeMode
+from bridge.config import RetryPolicy
 from contracts import DeadLetterHeaders
 from devenv import kafka
 from devenv.client import as_record, consume, create_topics, event_data, produce, run_request
@@ -151,3 +152,87 @@ async def test_a_bridge_started_before_kafka_waits_for_it(
         if broker is not None:
             broker.stop()
     assert [event_data(r)["request_id"] for r in created] == [request["request_id"]]
+
+
+async def test_when_every_attempt_had_an_unclear_outcome_the_state_is_unknown_not_rejected(
+    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
+) -> None:
+    adf.inject(Fault(operation="createRun", kind="drop", after_effect=True, count=3))
+    settings = settings_for(
+        kafka_bootstrap,
+        adf_server.url,
+        retry=RetryPolicy(max_attempts=3, initial_backoff_seconds=0.01, max_backoff_seconds=0.05),
+    )
+    await create_topics(settings, partitions=1)
+    request = run_request()
+    await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(request))])
+    async with running_bridge(settings):
+        dead = await consume(kafka_bootstrap, settings.dead_letter_topic, at_least=1)
+        state = await consume(kafka_bootstrap, settings.state_topic, at_least=1)
+    assert DeadLetterHeaders.from_kafka(dead[0].headers).reason == "retries-exhausted"
+    event = event_data(state[0])
+    assert (event["state"], event["reason"]["code"]) == ("UNKNOWN", "retries-exhausted")
+    assert len(adf.runs()) == 3, "each lost answer had started a run"
+
+
+async def test_a_request_whose_facts_cannot_be_echoed_is_still_answered_and_does_not_stall_its_key(
+    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
+) -> None:
+    settings = settings_for(kafka_bootstrap, adf_server.url)
+    await create_topics(settings, partitions=1)
+    broken = run_request(correlation_id="c" * 1000)
+    good = run_request()
+    await produce(
+        kafka_bootstrap,
+        settings.requests_topic,
+        [(b"k", *as_record(broken)), (b"k", *as_record(good))],
+    )
+    async with running_bridge(settings):
+        state = await consume(kafka_bootstrap, settings.state_topic, at_least=1)
+        created = await consume(kafka_bootstrap, settings.created_topic, at_least=1)
+    rejected = event_data(state[0])
+    assert rejected["request_id"] == broken["request_id"]
+    assert rejected["reason"]["code"] == "contract-violation"
+    assert "correlation_id" not in rejected
+    assert event_data(created[0])["request_id"] == good["request_id"]
+
+
+async def test_records_too_large_to_echo_are_dead_lettered_and_never_block_the_key(
+    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
+) -> None:
+    # Output topics that take smaller records than the request topic: a request fits on the
+    # way in, but neither its run-created event (which echoes it) nor its dead letter does.
+    settings = settings_for(kafka_bootstrap, adf_server.url)
+    await create_topics(settings, partitions=1, output_config={"max.message.bytes": "100000"})
+    big = run_request(parameters={"blob": "x" * 200_000})
+    good = run_request()
+    await produce(
+        kafka_bootstrap,
+        settings.requests_topic,
+        [(b"k", *as_record(big)), (b"k", *as_record(good))],
+    )
+    async with running_bridge(settings):
+        dead = await consume(kafka_bootstrap, settings.dead_letter_topic, at_least=1)
+        created = await consume(kafka_bootstrap, settings.created_topic, at_least=1)
+    error = DeadLetterHeaders.from_kafka(dead[0].headers)
+    assert error.reason == "output-rejected"
+    assert "was created but its run-created event was refused" in error.message
+    assert dead[0].value is None, "the original could not be kept, the error still is"
+    assert "MessageSizeTooLarge" in (error.original_dropped or "")
+    assert [event_data(r)["request_id"] for r in created] == [good["request_id"]]
+
+
+async def test_requests_over_the_size_limit_are_dead_lettered_unread(
+    kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
+) -> None:
+    settings = settings_for(kafka_bootstrap, adf_server.url, max_request_bytes=10_000)
+    await create_topics(settings, partitions=1)
+    request = run_request(parameters={"blob": "y" * 20_000})
+    await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(request))])
+    async with running_bridge(settings):
+        dead = await consume(kafka_bootstrap, settings.dead_letter_topic, at_least=1)
+        state = await consume(kafka_bootstrap, settings.state_topic, at_least=1)
+    assert DeadLetterHeaders.from_kafka(dead[0].headers).reason == "too-large"
+    assert len(dead[0].value or b"") > 20_000, "the original value is kept when it fits"
+    assert event_data(state[0])["state"] == "REJECTED"
+    assert adf.runs() == []

@@ -80,3 +80,15 @@ def test_structured_mode_is_chosen_by_content_type() -> None:
 def test_bad_records_raise_the_error_that_names_their_problem(value, headers, error) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(error):
         cloudevents.decode(value, headers)
+
+
+def test_a_null_header_value_is_undecodable_not_a_crash() -> None:
+    headers = [("ce_specversion", b"1.0"), ("ce_id", None), ("ce_source", b"s"), ("ce_type", b"t")]
+    with pytest.raises(UndecodableRecord):
+        cloudevents.decode(b"{}", headers)
+
+
+def test_absurdly_nested_json_is_undecodable_not_a_crash() -> None:
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")]
+    with pytest.raises(UndecodableRecord):
+        cloudevents.decode(b"[" * 100_000 + b"]" * 100_000, headers)
