@@ -7,7 +7,8 @@ what to read) and writes the figures to bench/results/latest.json and latest.md.
   Confluent Parallel Consumer's README figure). max_in_flight=1 is what a partition-ordered
   consumer does; 256 is the bridge's default, ordered by key.
 - bridge: 400 run requests over 40 keys on 6 partitions, through the real bridge to the ADF
-  emulator answering createRun in 20 ms, with max_in_flight 1 / 16 / 256.
+  emulator answering createRun in 20 ms, with max_in_flight 6 (one record in flight per
+  partition: what a partition-ordered consumer does), 48 and 256.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ async def bench_bridge(bootstrap: str) -> dict[str, Any]:
     )
     cases = {}
     with run_in_thread(config) as emulator, AdminClient(emulator.url) as admin:
-        for max_in_flight in (1, 16, 256):
+        for max_in_flight in (6, 48, 256):
             admin.reset()
             cases[f"max_in_flight={max_in_flight}"] = await bridge_case(
                 bootstrap, emulator.url, max_in_flight
@@ -169,8 +170,8 @@ async def bench_bridge(bootstrap: str) -> dict[str, Any]:
     return {
         "workload": "400 requests, 40 keys, 6 partitions, ADF emulator answers in 20 ms",
         "cases": cases,
-        "speedup_256_vs_1": round(
-            cases["max_in_flight=1"]["seconds"] / cases["max_in_flight=256"]["seconds"], 1
+        "speedup_key_order_vs_one_per_partition": round(
+            cases["max_in_flight=6"]["seconds"] / cases["max_in_flight=256"]["seconds"], 1
         ),
     }
 

@@ -1,9 +1,9 @@
 """At-least-once processing of a Kafka topic with per-key ordering.
 
 The consumer loop hands records to a KeyedDispatcher (different keys in parallel, one key
-in order), shares ``max_in_flight`` between the assigned partitions (pausing a partition
-whose share is in flight), and commits per partition only offsets below which every record
-is finished. A record is
+in order), shares ``max_in_flight`` between the assigned partitions (a partition whose
+share is in flight is not read from), and commits per partition only offsets below which
+every record is finished. A record is
 finished when the handler returns, and the handler returns only once its outputs are
 acknowledged by Kafka, so a commit never covers a record whose outputs could be lost.
 """
@@ -60,6 +60,7 @@ class Engine:
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._in_flight = 0
         self._progress = asyncio.Condition()
+        self._last_poll = time.monotonic()
 
     @property
     def in_flight(self) -> int:
@@ -85,12 +86,14 @@ class Engine:
             await self._dispatcher.aclose()
 
     async def _poll_once(self) -> None:
-        """Fetch for the partitions under their share of the in-flight limit.
+        """Take records only from partitions under their share of the in-flight limit.
 
         Each assigned partition may have ``max_in_flight / partitions`` records in flight (at
-        least one); a full partition is paused, so a key with a backlog holds back its own
-        partition only. One fetch returns at most one share, which bounds the records in
-        memory by twice ``max_in_flight``.
+        least one), so a key with a backlog holds back its own partition only. A full
+        partition is not paused (that would make aiokafka drop and refetch its buffer): its
+        records wait in the fetcher, which buffers at most one fetch per partition. One
+        fetch returns at most one share, which bounds the records in flight by twice
+        ``max_in_flight``.
         """
         assignment = self._consumer.assignment()
         share = max(1, self._max_in_flight // max(1, len(assignment)))
@@ -99,18 +102,40 @@ class Engine:
             tracked = self._partitions.get(tp)
             return tracked is None or tracked.in_flight < share
 
-        full = {tp for tp in assignment if not has_room(tp)}
-        if full:
-            self._consumer.pause(*full)
-        resumable = self._consumer.paused() - full
-        if resumable:
-            self._consumer.resume(*resumable)
-        if assignment and full == assignment:
-            await self._wait_until(lambda: any(map(has_room, assignment)), 1.0)
-            # Still polling while paused keeps this member in the group.
-            self._dispatch(await self._consumer.getmany(timeout_ms=0))
+        open_ = [tp for tp in assignment if has_room(tp)]
+        if assignment and not open_:
+            if not await self._wait_until(lambda: any(map(has_room, assignment)), 1.0):
+                await self._keep_membership(assignment)
             return
-        self._dispatch(await self._consumer.getmany(timeout_ms=200, max_records=share))
+        full = assignment - set(open_)
+        fetch = asyncio.ensure_future(
+            self._consumer.getmany(*open_, timeout_ms=200, max_records=share)
+        )
+        self._last_poll = time.monotonic()
+        if not full:
+            self._dispatch(await fetch)
+            return
+        # Stop waiting for new records as soon as a full partition has room again.
+        room = asyncio.ensure_future(self._wait_until(lambda: any(map(has_room, full)), 0.2))
+        await asyncio.wait({fetch, room}, return_when=asyncio.FIRST_COMPLETED)
+        room.cancel()
+        if not fetch.done():
+            fetch.cancel()  # safe: aiokafka hands out records only after its last await
+        await asyncio.wait({fetch})
+        if not fetch.cancelled():
+            self._dispatch(fetch.result())
+
+    async def _keep_membership(self, assignment: set[TopicPartition]) -> None:
+        """While every partition is full, poll now and then without taking records, or
+        Kafka would take this member for dead after max.poll.interval.ms."""
+        if time.monotonic() - self._last_poll < 10.0:
+            return
+        self._consumer.pause(*assignment)
+        try:
+            self._dispatch(await self._consumer.getmany(timeout_ms=0))
+        finally:
+            self._consumer.resume(*assignment)
+        self._last_poll = time.monotonic()
 
     def _dispatch(self, batch: dict[TopicPartition, list[Record]]) -> None:
         for tp, records in batch.items():
