@@ -47,6 +47,7 @@ class Engine:
         commit_interval: float = 1.0,
         drain_timeout: float = 30.0,
         retry_backoff: float = 1.0,
+        keepalive_interval: float = 10.0,
         on_poll: Callable[[], None] | None = None,
     ) -> None:
         self._consumer = consumer
@@ -55,6 +56,7 @@ class Engine:
         self._commit_interval = commit_interval
         self._drain_timeout = drain_timeout
         self._retry_backoff = retry_backoff
+        self._keepalive_interval = keepalive_interval
         self._on_poll = on_poll
         self._dispatcher = KeyedDispatcher()
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
@@ -127,8 +129,8 @@ class Engine:
 
     async def _keep_membership(self, assignment: set[TopicPartition]) -> None:
         """While every partition is full, poll now and then without taking records, or
-        Kafka would take this member for dead after max.poll.interval.ms."""
-        if time.monotonic() - self._last_poll < 10.0:
+        the group would take this member for dead after max.poll.interval.ms."""
+        if time.monotonic() - self._last_poll < self._keepalive_interval:
             return
         self._consumer.pause(*assignment)
         try:

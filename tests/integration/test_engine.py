@@ -157,3 +157,27 @@ async def test_a_key_with_a_backlog_holds_back_only_its_own_partition(kafka_boot
         assert len(others_done) == 10, "partition 1 kept flowing while partition 0 was backed up"
         assert engine.in_flight <= 2 * 8, "memory stays bounded"
         release.set()
+
+
+async def test_while_every_partition_is_full_nothing_is_skipped(kafka_bootstrap: str) -> None:
+    """The keep-alive polls made while all partitions are full must not lose records."""
+    topic = await new_topic(kafka_bootstrap, partitions=2)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    gate = asyncio.Event()
+    seen: list[bytes] = []
+
+    async def handler(record: Record) -> None:
+        await gate.wait()
+        seen.append(record.value)
+
+    await produce(kafka_bootstrap, topic, [(b"k%d" % (n % 7), b"%d" % n, []) for n in range(40)])
+    async with running_engine(
+        kafka_bootstrap, topic, group, handler, max_in_flight=2, keepalive_interval=0.2
+    ):
+        await asyncio.sleep(1.5)  # all full: several keep-alive polls happen
+        assert seen == []
+        gate.set()
+        await eventually(lambda: len(seen) == 40)
+    assert sorted(seen, key=int) == [b"%d" % n for n in range(40)]
+    offsets = await committed(kafka_bootstrap, group, topic, 2)
+    assert sum(o or 0 for o in offsets.values()) == 40
