@@ -10,6 +10,7 @@ class Metrics:
     received: int = 0
     runs_created: int = 0
     rejected: int = 0
+    unknown_outcomes: int = 0
     dead_lettered: int = 0
     retries: int = 0
     possible_duplicates: int = 0

@@ -217,7 +217,10 @@ class RequestProcessor:
                 subject=str(facts.request_id),
                 correlation_id=facts.correlation_id,
             )
-            self.metrics.rejected += 1
+            if failed.state is RunState.UNKNOWN:
+                self.metrics.unknown_outcomes += 1
+            else:
+                self.metrics.rejected += 1
         await self._dead_letter(record, failed, facts.request_id)
 
     async def _dead_letter(self, record: Record, failed: Failed, request_id: UUID | None) -> None:

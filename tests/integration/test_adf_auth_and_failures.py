@@ -166,9 +166,10 @@ async def test_when_every_attempt_had_an_unclear_outcome_the_state_is_unknown_no
     await create_topics(settings, partitions=1)
     request = run_request()
     await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(request))])
-    async with running_bridge(settings):
+    async with running_bridge(settings) as bridge:
         dead = await consume(kafka_bootstrap, settings.dead_letter_topic, at_least=1)
         state = await consume(kafka_bootstrap, settings.state_topic, at_least=1)
+    assert (bridge.metrics.unknown_outcomes, bridge.metrics.rejected) == (1, 0)
     assert DeadLetterHeaders.from_kafka(dead[0].headers).reason == "retries-exhausted"
     event = event_data(state[0])
     assert (event["state"], event["reason"]["code"]) == ("UNKNOWN", "retries-exhausted")
