@@ -3,9 +3,9 @@
 The consumer loop hands records to a KeyedDispatcher (different keys in parallel, one key
 in order), shares ``max_in_flight`` between the assigned partitions (a partition whose
 share is in flight is not read from), and commits per partition only offsets below which
-every record is finished. A record is
-finished when the handler returns, and the handler returns only once its outputs are
-acknowledged by Kafka, so a commit never covers a record whose outputs could be lost.
+every record is finished. A record is finished when the handler returns, and the handler
+returns only once its outputs are acknowledged by Kafka, so a commit never covers a record
+whose outputs could be lost.
 """
 
 from __future__ import annotations
@@ -45,15 +45,17 @@ class Engine:
         *,
         max_in_flight: int = 256,
         commit_interval: float = 1.0,
+        commit_timeout: float = 10.0,
         drain_timeout: float = 30.0,
         retry_backoff: float = 1.0,
-        keepalive_interval: float = 10.0,
+        keepalive_interval: float = 60.0,
         on_poll: Callable[[], None] | None = None,
     ) -> None:
         self._consumer = consumer
         self._handler = handler
         self._max_in_flight = max_in_flight
         self._commit_interval = commit_interval
+        self._commit_timeout = commit_timeout
         self._drain_timeout = drain_timeout
         self._retry_backoff = retry_backoff
         self._keepalive_interval = keepalive_interval
@@ -62,7 +64,7 @@ class Engine:
         self._partitions: dict[TopicPartition, PartitionOffsets] = {}
         self._in_flight = 0
         self._progress = asyncio.Condition()
-        self._last_poll = time.monotonic()
+        self._last_read = time.monotonic()
 
     @property
     def in_flight(self) -> int:
@@ -76,7 +78,10 @@ class Engine:
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
-                await self._poll_once()
+                try:
+                    await self._poll_once()
+                except KafkaError as exc:
+                    await self._recover(exc)
                 if self._on_poll is not None:
                     self._on_poll()
                 if time.monotonic() - last_commit >= self._commit_interval:
@@ -92,10 +97,10 @@ class Engine:
 
         Each assigned partition may have ``max_in_flight / partitions`` records in flight (at
         least one), so a key with a backlog holds back its own partition only. A full
-        partition is not paused (that would make aiokafka drop and refetch its buffer): its
-        records wait in the fetcher, which buffers at most one fetch per partition. One
-        fetch returns at most one share, which bounds the records in flight by twice
-        ``max_in_flight``.
+        partition is not paused (aiokafka would drop and refetch its buffer): its records
+        wait in the fetcher, which buffers at most one fetch per partition. One read returns
+        at most one share, which bounds the records in flight by twice ``max_in_flight``.
+        While a partition is full, reads are short, so it is served soon after it has room.
         """
         assignment = self._consumer.assignment()
         share = max(1, self._max_in_flight // max(1, len(assignment)))
@@ -104,50 +109,55 @@ class Engine:
             tracked = self._partitions.get(tp)
             return tracked is None or tracked.in_flight < share
 
-        open_ = [tp for tp in assignment if has_room(tp)]
-        if assignment and not open_:
-            if not await self._wait_until(lambda: any(map(has_room, assignment)), 1.0):
-                await self._keep_membership(assignment)
+        readable = [tp for tp in assignment if has_room(tp)]
+        if assignment and not readable:
+            has_room_again = await self._wait_until(lambda: any(map(has_room, assignment)), 1.0)
+            if not has_room_again and time.monotonic() - self._last_read > self._keepalive_interval:
+                await self._poll_without_reading()
             return
-        full = assignment - set(open_)
-        fetch = asyncio.ensure_future(
-            self._consumer.getmany(*open_, timeout_ms=200, max_records=share)
-        )
-        self._last_poll = time.monotonic()
-        if not full:
-            self._dispatch(await fetch)
-            return
-        # Stop waiting for new records as soon as a full partition has room again.
-        room = asyncio.ensure_future(self._wait_until(lambda: any(map(has_room, full)), 0.2))
-        await asyncio.wait({fetch, room}, return_when=asyncio.FIRST_COMPLETED)
-        room.cancel()
-        if not fetch.done():
-            fetch.cancel()  # safe: aiokafka hands out records only after its last await
-        await asyncio.wait({fetch})
-        if not fetch.cancelled():
-            self._dispatch(fetch.result())
+        timeout_ms = 50 if len(readable) < len(assignment) else 200
+        batch = await self._consumer.getmany(*readable, timeout_ms=timeout_ms, max_records=share)
+        self._last_read = time.monotonic()
+        self._dispatch(batch)
 
-    async def _keep_membership(self, assignment: set[TopicPartition]) -> None:
-        """While every partition is full, poll now and then without taking records, or
-        the group would take this member for dead after max.poll.interval.ms."""
-        if time.monotonic() - self._last_poll < self._keepalive_interval:
-            return
-        self._consumer.pause(*assignment)
+    async def _poll_without_reading(self) -> None:
+        """While every partition stays full, poll now and then without taking records, or
+        the group would take this member for dead after max.poll.interval.ms. (Pausing
+        drops aiokafka's buffered records; they are fetched again.)"""
+        self._consumer.pause(*self._consumer.assignment())
         try:
-            self._dispatch(await self._consumer.getmany(timeout_ms=0))
+            batch = await self._consumer.getmany(timeout_ms=0)
         finally:
-            self._consumer.resume(*assignment)
-        self._last_poll = time.monotonic()
+            paused = self._consumer.paused()  # only partitions still assigned
+            if paused:
+                self._consumer.resume(*paused)
+        self._last_read = time.monotonic()
+        self._dispatch(batch)
 
     def _dispatch(self, batch: dict[TopicPartition, list[Record]]) -> None:
         for tp, records in batch.items():
             offsets = self._partitions.get(tp)
-            if offsets is None:
+            if offsets is None or (records and not offsets.accepts(records[0].offset)):
+                if offsets is not None:
+                    log.warning("%s went back to offset %d (reset?)", tp, records[0].offset)
                 offsets = self._partitions[tp] = PartitionOffsets()
             for record in records:
                 offsets.started(record.offset)
                 self._in_flight += 1
-                self._dispatcher.submit(ordering_key(record), self._job(record, offsets))
+                self._dispatcher.submit(ordering_key(record), self._job(record, tp, offsets))
+
+    async def _recover(self, error: KafkaError) -> None:
+        """A failed read may have moved positions past records it then dropped: go back to
+        the next record each partition expects, then try again after a pause."""
+        log.error("reading records failed: %r; retrying in %.1fs", error, self._retry_backoff)
+        await asyncio.sleep(self._retry_backoff)
+        with contextlib.suppress(KafkaError):
+            for tp in self._consumer.assignment():
+                tracked = self._partitions.get(tp)
+                if tracked is not None and tracked.next_offset is not None:
+                    self._consumer.seek(tp, tracked.next_offset)
+                else:
+                    await self._consumer.seek_to_committed(tp)
 
     async def _wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``condition`` holds after some record finished, at most ``timeout``."""
@@ -156,9 +166,16 @@ class Engine:
                 await asyncio.wait_for(self._progress.wait_for(condition), timeout)
             return condition()
 
-    def _job(self, record: Record, offsets: PartitionOffsets) -> Callable[[], Awaitable[None]]:
+    def _job(
+        self, record: Record, tp: TopicPartition, offsets: PartitionOffsets
+    ) -> Callable[[], Awaitable[None]]:
+        def still_ours() -> bool:
+            """False once the partition was handed over (or reset) while the record waited:
+            its new owner processes it, so starting it here would only repeat it."""
+            return self._partitions.get(tp) is offsets
+
         async def job() -> None:
-            while True:
+            while still_ours():
                 try:
                     await self._handler(record)
                     break
@@ -193,9 +210,13 @@ class Engine:
             return
         offsets = {tp: OffsetAndMetadata(position, "") for tp, (_, position) in positions.items()}
         try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            log.warning("commit of %d partitions failed (%s); will retry", len(offsets), exc)
+            # Shielded: a slow coordinator must not hold the loop (or a stop) for ever, but a
+            # commit already sent is left to finish.
+            await asyncio.wait_for(
+                asyncio.shield(self._consumer.commit(offsets)), self._commit_timeout
+            )
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
+            log.warning("commit of %d partitions failed (%r); will retry", len(offsets), exc)
             return
         for tracked, position in positions.values():
             tracked.committed = position

@@ -30,6 +30,15 @@ class PartitionOffsets:
         while self._pending and self._pending[0] in self._done:
             self._done.discard(self._pending.popleft())
 
+    def accepts(self, offset: int) -> bool:
+        """Whether ``offset`` can come next (offsets only move forward within a tracker)."""
+        return self._next is None or offset >= self._next
+
+    @property
+    def next_offset(self) -> int | None:
+        """The offset after the last one handed out: where reading would go on."""
+        return self._next
+
     @property
     def in_flight(self) -> int:
         return len(self._pending)

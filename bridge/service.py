@@ -48,6 +48,9 @@ class Bridge:
             auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(300, settings.session_timeout_ms // 3),
+            # A revoke waits for in-flight records: the group must wait for it, or it
+            # evicts this member mid-drain and the final commit is lost.
+            rebalance_timeout_ms=int((settings.shutdown_timeout_seconds + 15) * 1000),
         )
         sink = EventSink(producer, source=settings.event_source, mode=settings.envelope_mode)
         processor = RequestProcessor(settings, self.targets, backends, sink, self.metrics)

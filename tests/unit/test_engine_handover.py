@@ -1,0 +1,106 @@
+"""Engine corner cases that a real broker cannot produce on demand, with a stand-in consumer.
+(The engine's normal paths run against the real broker in tests/integration/test_engine.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from bridge.engine import Engine
+
+TP = TopicPartition("requests", 0)
+
+
+class StandInConsumer:
+    def __init__(self, batches: list[Any]) -> None:
+        self.batches = batches
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    async def getmany(self, *partitions: TopicPartition, **options: Any) -> dict[Any, Any]:
+        await asyncio.sleep(0.01)
+        if not self.batches:
+            return {}
+        batch = self.batches.pop(0)
+        if isinstance(batch, Exception):
+            raise batch
+        return batch
+
+    async def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+        self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    async def seek_to_committed(self, *partitions: TopicPartition) -> None:
+        pass
+
+
+def record(offset: int, key: bytes = b"k") -> Any:
+    return SimpleNamespace(
+        topic=TP.topic, partition=TP.partition, offset=offset, key=key, value=b""
+    )
+
+
+async def test_records_left_waiting_after_a_timed_out_hand_over_are_not_started_here() -> None:
+    started: list[int] = []
+    release = asyncio.Event()
+
+    async def handler(rec: Any) -> None:
+        started.append(rec.offset)
+        if rec.offset == 0:
+            await release.wait()
+
+    consumer = StandInConsumer([])
+    engine = Engine(consumer, handler, drain_timeout=0.1)  # type: ignore[arg-type]
+    engine._dispatch({TP: [record(0), record(1), record(2)]})
+    await asyncio.sleep(0.02)
+    assert started == [0]
+
+    await engine._revoked({TP})  # record 0 is still running: the drain times out
+    assert consumer.commits == [{TP: 0}], "nothing past the unfinished record is committed"
+    release.set()
+    await asyncio.sleep(0.05)
+    assert started == [0], "1 and 2 belong to the partition's new owner now"
+    assert engine.in_flight == 0
+
+
+async def test_a_failed_read_goes_back_to_the_next_expected_offset() -> None:
+    consumer = StandInConsumer([{TP: [record(0), record(1)]}, KafkaConnectionError(), {}])
+    done: list[int] = []
+
+    async def handler(rec: Any) -> None:
+        done.append(rec.offset)
+
+    engine = Engine(consumer, handler, retry_backoff=0.01)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await task
+    assert done == [0, 1]
+    assert consumer.seeks == [(TP, 2)]
+    assert consumer.commits[-1] == {TP: 2}
+
+
+async def test_an_offset_that_goes_back_starts_a_new_tracker_instead_of_failing() -> None:
+    consumer = StandInConsumer([{TP: [record(5), record(6)]}, {TP: [record(0)]}])
+    done: list[int] = []
+
+    async def handler(rec: Any) -> None:
+        done.append(rec.offset)
+
+    engine = Engine(consumer, handler)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await task
+    assert 0 in done, "the engine kept going after the offset reset"
