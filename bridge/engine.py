@@ -80,7 +80,7 @@ class Engine:
             while not stop.is_set():
                 try:
                     await self._poll_once()
-                except KafkaError as exc:
+                except Exception as exc:  # e.g. a record aiokafka cannot decode
                     await self._recover(exc)
                 if self._on_poll is not None:
                     self._on_poll()
@@ -146,7 +146,7 @@ class Engine:
                 self._in_flight += 1
                 self._dispatcher.submit(ordering_key(record), self._job(record, tp, offsets))
 
-    async def _recover(self, error: KafkaError) -> None:
+    async def _recover(self, error: Exception) -> None:
         """A failed read may have moved positions past records it then dropped: go back to
         the next record each partition expects, then try again after a pause."""
         log.error("reading records failed: %r; retrying in %.1fs", error, self._retry_backoff)
