@@ -30,9 +30,10 @@ def kafka_bootstrap(
         yield existing
         return
     if request.config.getoption("--kafka") == "testcontainers":
-        from testcontainers.kafka import KafkaContainer
+        # testcontainers' Kafka module drives Confluent's image; 7.9 ships Kafka 3.9.
+        from testcontainers.community.kafka import KafkaContainer
 
-        with KafkaContainer("apache/kafka:3.9.1").with_kraft() as container:
+        with KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft() as container:
             yield container.get_bootstrap_server()
         return
     from devenv import kafka
