@@ -3,11 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install kafka demo test unit lint bench docs clean
+.PHONY: install tools kafka demo test unit lint bench docs clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+tools:  ## Java and Maven for the local Kafka broker, installed with apt-get if missing
+	bash devenv/ensure-tools.sh
+
+$(VENV)/.installed: pyproject.toml requirements.lock | tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.lock

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the local Kafka broker needs (a JDK and Maven) when it is missing.
+# Debian/Ubuntu with apt as root; elsewhere it says what to install and stops.
+set -euo pipefail
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${missing[*]} (apt-get)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "missing: ${missing[*]} — install them (Java 17+, Maven 3, Python venv) and retry" >&2
+  exit 1
+fi
