@@ -19,8 +19,9 @@ from pydantic import ValidationError
 
 from contracts import RunRequestedV1
 
-from .cloudevents import CloudEvent, EnvelopeMode, encode
+from .cloudevents import EnvelopeMode
 from .config import Settings
+from .convert import request_record
 from .errors import BridgeError, describe
 from .service import Bridge
 
@@ -91,14 +92,7 @@ async def _send(
         for data in requests:
             if not args.no_validate:
                 RunRequestedV1.model_validate(data)
-            event = CloudEvent(
-                id=str(uuid.uuid4()),
-                source=args.source,
-                type=RunRequestedV1.event_type,
-                data=data,
-                subject=str(data.get("request_id")),
-            )
-            value, headers = encode(event, EnvelopeMode(args.mode))
+            value, headers = request_record(data, mode=EnvelopeMode(args.mode), source=args.source)
             key = (args.key or str(data.get("request_id"))).encode()
             await producer.send_and_wait(
                 settings.requests_topic, value=value, key=key, headers=headers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
@@ -35,6 +35,25 @@ def parse_request(value: bytes | None, headers: cloudevents.Headers) -> RunReque
         return model.model_validate(event.data)
     except ValidationError as exc:
         raise ContractViolation(f"{event.type}: {describe(exc)}") from exc
+
+
+def request_record(
+    data: Any,
+    *,
+    mode: cloudevents.EnvelopeMode = cloudevents.EnvelopeMode.BINARY,
+    source: str = "/runbridge/cli",
+    event_type: str = RunRequestedV1.event_type,
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """A run request as a Kafka value and headers: what ``parse_request`` reads."""
+    request_id = data.get("request_id") if isinstance(data, dict) else None
+    event = cloudevents.CloudEvent(
+        id=str(uuid4()),
+        source=source,
+        type=event_type,
+        data=data,
+        subject=str(request_id) if request_id is not None else None,
+    )
+    return cloudevents.encode(event, mode)
 
 
 def request_facts(value: bytes | None, headers: cloudevents.Headers) -> RequestFacts:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -37,13 +37,11 @@ class Attempts:
     ambiguous: int = 0
     first_failure: datetime | None = None
     last_failure: datetime | None = None
-    errors: list[str] = field(default_factory=list)
 
     def failed(self, error: BaseException) -> None:
         now = datetime.now(UTC)
         self.first_failure = self.first_failure or now
         self.last_failure = now
-        self.errors.append(str(error))
         if isinstance(error, TransientBackendError) and error.ambiguous:
             self.ambiguous += 1
 

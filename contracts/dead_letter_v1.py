@@ -51,8 +51,3 @@ class DeadLetterHeaders(Contract):
             if name.startswith(HEADER_PREFIX) and name != HEADER_PREFIX + "version"
         }
         return cls.model_validate(ours)
-
-
-def strip_error_headers(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """The original headers of a dead-lettered record, for a replay."""
-    return [(name, value) for name, value in headers if not name.startswith(HEADER_PREFIX)]

@@ -14,8 +14,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge.cloudevents import CloudEvent, EnvelopeMode, decode, encode
+from bridge.cloudevents import EnvelopeMode, decode
 from bridge.config import Settings
+from bridge.convert import request_record
 from contracts import RunRequestedV1
 
 
@@ -54,13 +55,9 @@ def run_request(
 def as_record(
     data: Any, mode: EnvelopeMode = EnvelopeMode.BINARY, **attrs: Any
 ) -> tuple[bytes, list[tuple[str, bytes]]]:
-    event = CloudEvent(
-        id=str(uuid.uuid4()),
-        source="/tests",
-        type=attrs.pop("type", RunRequestedV1.event_type),
-        data=data,
+    return request_record(
+        data, mode=mode, source="/tests", event_type=attrs.pop("type", RunRequestedV1.event_type)
     )
-    return encode(event, mode)
 
 
 async def produce(

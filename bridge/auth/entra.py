@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 
+from .._http import json_object, status_error, transport_error
 from ..config import ClientSecretCredential, ManagedIdentityCredential
 from ..errors import AuthenticationFailed, TransientBackendError
 from ._bearer import AccessToken
-
-_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def _token_from(payload: dict[str, Any], now: float) -> AccessToken:
@@ -31,21 +30,15 @@ def _token_from(payload: dict[str, Any], now: float) -> AccessToken:
         raise AuthenticationFailed(f"token response lacks access_token/expiry: {exc}") from exc
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
-def _from_http_error(what: str, exc: httpx.HTTPError) -> Exception:
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        if status in _TRANSIENT_STATUS:
-            return TransientBackendError(f"{what}: HTTP {status}", status_code=status)
-        return AuthenticationFailed(f"{what}: HTTP {status}", status_code=status)
-    return TransientBackendError(f"{what}: {type(exc).__name__}: {exc}")
+def _refused(what: str, response: httpx.Response) -> Exception:
+    """A token endpoint's error answer: transient by the shared rules, else the
+    credentials are wrong (OAuth error body: error, error_description)."""
+    payload = json_object(response)
+    code, description = payload.get("error"), payload.get("error_description")
+    error = status_error(response, operation=what, idempotent=True, code=code, message=description)
+    if isinstance(error, TransientBackendError):
+        return error
+    return AuthenticationFailed(error.message, status_code=response.status_code, code=code)
 
 
 class ClientSecretTokenSource:
@@ -65,18 +58,10 @@ class ClientSecretTokenSource:
         try:
             response = await self._client.post(self._credential.token_url, data=form)
         except httpx.TransportError as exc:
-            raise _from_http_error(what, exc) from exc
-        payload = _json_object(response)
-        if response.status_code in _TRANSIENT_STATUS:
-            raise TransientBackendError(f"{what}: HTTP {response.status_code}")
+            raise transport_error(exc, operation=what, idempotent=True) from exc
         if not response.is_success:
-            raise AuthenticationFailed(
-                f"{what}: HTTP {response.status_code} {payload.get('error')}: "
-                f"{payload.get('error_description')}",
-                status_code=response.status_code,
-                code=payload.get("error"),
-            )
-        return _token_from(payload, time.time())
+            raise _refused(what, response)
+        return _token_from(json_object(response), time.time())
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -91,14 +76,16 @@ class ManagedIdentityTokenSource:
         params = {"api-version": "2018-02-01", "resource": self._credential.resource}
         if self._credential.client_id:
             params["client_id"] = self._credential.client_id
+        what = "managed identity token"
         try:
             response = await self._client.get(
                 self._credential.endpoint, params=params, headers={"Metadata": "true"}
             )
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise _from_http_error("managed identity token", exc) from exc
-        return _token_from(_json_object(response), time.time())
+        except httpx.TransportError as exc:
+            raise transport_error(exc, operation=what, idempotent=True) from exc
+        if not response.is_success:
+            raise _refused(what, response)
+        return _token_from(json_object(response), time.time())
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -1,17 +1,11 @@
-"""What every run API backend implements, and the HTTP failure rules they share."""
+"""What every run API backend implements."""
 
 from __future__ import annotations
 
-import email.utils
-import time
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-import httpx
-
 from contracts import RunSpec, RunState, System
-
-from ..errors import BackendError, BackendRejected, TransientBackendError
 
 
 @dataclass(frozen=True)
@@ -40,62 +34,3 @@ class Backend(Protocol):
     async def cancel_run(self, run_id: str) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait, from a Retry-After header in seconds or as an HTTP date."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-_SAFE_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_AMBIGUOUS_STATUS = frozenset({500, 502, 504})
-
-
-def transport_error(exc: httpx.TransportError, *, operation: str, idempotent: bool) -> BackendError:
-    """A request that got no answer. It may have reached the API unless it never connected."""
-    ambiguous = not idempotent and not isinstance(exc, _SAFE_TRANSPORT_ERRORS)
-    return TransientBackendError(
-        f"{operation}: {type(exc).__name__}: {exc or 'no detail'}", ambiguous=ambiguous
-    )
-
-
-def status_error(
-    response: httpx.Response,
-    *,
-    operation: str,
-    idempotent: bool,
-    code: str | None,
-    message: str | None,
-) -> BackendError:
-    """Classify an error answer: 408, 429 and 5xx are transient, other statuses permanent.
-
-    500, 502 and 504 (and 503 without Retry-After) may come after the work was done, so
-    they are ambiguous for a call that is not idempotent; 408, 429 and 503 with
-    Retry-After say the request was not taken.
-    """
-    status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    text = (
-        f"{operation}: HTTP {status}"
-        + (f" {code}" if code else "")
-        + (f": {message}" if message else "")
-    )
-    if status in (408, 429) or status >= 500:
-        ambiguous = not idempotent and (
-            status in _AMBIGUOUS_STATUS or (status == 503 and retry_after is None)
-        )
-        return TransientBackendError(
-            text, status_code=status, code=code, retry_after=retry_after, ambiguous=ambiguous
-        )
-    return BackendRejected(text, status_code=status, code=code)

@@ -10,10 +10,11 @@ import httpx
 
 from contracts import AdfRun, RunState, System
 
+from .._http import json_object, status_error, transport_error
 from ..auth import BearerTokenAuth, TokenSource, token_source
 from ..config import AdfTarget
 from ..errors import AuthenticationFailed, BackendRejected, InvalidIdentifier, OutcomeUnknown
-from ._base import CreatedRun, RunStatus, status_error, transport_error
+from ._base import CreatedRun, RunStatus
 
 API_VERSION = "2018-06-01"
 
@@ -74,12 +75,9 @@ def create_run_request(target: AdfTarget, run: AdfRun) -> tuple[str, dict[str, s
 
 def cloud_error(response: httpx.Response) -> tuple[str | None, str | None]:
     """Code and message of a CloudError body, if it is one."""
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return None, response.text[:500] or None
+    error = json_object(response).get("error")
     if not isinstance(error, dict):
-        return None, None
+        return None, response.text[:500] or None
     return error.get("code"), error.get("message")
 
 
@@ -161,7 +159,7 @@ class AdfBackend:
             json=body,
             request_id=request_id,
         )
-        run_id = _json_object(response).get("runId")
+        run_id = json_object(response).get("runId")
         if not isinstance(run_id, str) or not run_id:
             raise OutcomeUnknown(f"createRun: HTTP {response.status_code} without a runId")
         return CreatedRun(run_id=run_id)
@@ -169,7 +167,7 @@ class AdfBackend:
     async def get_run(self, run_id: str) -> RunStatus:
         path = f"{self._factory_path}/pipelineruns/{segment('run id', run_id)}"
         response = await self._call("GET", path, operation="getRun", idempotent=True)
-        return run_status(_json_object(response))
+        return run_status(json_object(response))
 
     async def cancel_run(self, run_id: str) -> None:
         """Cancel a run; a run that has already ended is not an error."""
@@ -189,11 +187,3 @@ class AdfBackend:
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._tokens.aclose()
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    return payload if isinstance(payload, dict) else {}
