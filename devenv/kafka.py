@@ -40,6 +40,11 @@ What it took (beyond shared/reference/kafka-local.md, which worked as written):
 - The broker runs in its own session/process group (``start_new_session``) so a detached CLI
   start survives the CLI, and stop signals the whole group.
 - Brokers started in-process are stopped at interpreter exit unless ``detach()`` was called.
+- The console producer (``devenv/console_producer.py``) needs no extra jars: in 3.9.x it is the
+  Scala ``kafka.tools.ConsoleProducer`` inside kafka_2.13 (3.9.1's ``kafka-tools`` jar has no
+  ConsoleProducer; the ``org.apache.kafka.tools`` one is from a later release). Adding
+  ``kafka-tools`` would only drag in connect-runtime, Jetty and Jersey (105 jars instead of 57).
+  ``_REQUIRED_JARS`` names the jars it runs on, so a cache lacking them is fetched again.
 """
 
 from __future__ import annotations
@@ -74,9 +79,18 @@ _REPO_ROOT = _DEVENV_DIR.parent
 _POM = _DEVENV_DIR / "kafka-pom.xml"
 _LOG4J = _DEVENV_DIR / "kafka-log4j.properties"
 _MARKER = ".complete"
+# fetch() treats a lib dir missing any of these as incomplete and resolves it again. Besides the
+# broker they cover what devenv/console_producer.py runs: kafka.tools.ConsoleProducer (in the
+# kafka_2.13 jar), its option parser, the RecordReader API and the compression codecs.
 _REQUIRED_JARS = (
     f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar",
     f"kafka-clients-{KAFKA_VERSION}.jar",
+    f"kafka-server-common-{KAFKA_VERSION}.jar",
+    f"kafka-tools-api-{KAFKA_VERSION}.jar",
+    "jopt-simple-5.0.4.jar",
+    "lz4-java-1.8.0.jar",
+    "snappy-java-1.1.10.5.jar",
+    "zstd-jni-1.5.6-4.jar",
     "reload4j-1.2.25.jar",
     "slf4j-reload4j-1.7.36.jar",
 )
@@ -107,21 +121,40 @@ def _lib_complete(lib: Path) -> bool:
     return all((lib / jar).is_file() for jar in _REQUIRED_JARS)
 
 
+def _pom_sha256() -> str:
+    return hashlib.sha256(_POM.read_bytes()).hexdigest()
+
+
+def _marker_current(marker: Path) -> bool:
+    """The marker was written for this Kafka version and this exact POM."""
+    try:
+        data = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and data.get("kafka") == KAFKA_VERSION
+        and data.get("pom_sha256") == _pom_sha256()
+    )
+
+
 def fetch(cache_dir: Path | None = None) -> Path:
     """Resolve the broker's runtime jars from Maven Central into <cache>/kafka-3.9.1/lib.
 
     Idempotent and instant once the marker exists. The resolve happens in a private temp dir that
-    is renamed into place, so concurrent callers never see a half-filled lib dir.
+    is renamed into place, so concurrent callers never see a half-filled lib dir. A lib dir that
+    lacks a required jar, or whose marker names another POM, is resolved again and replaced.
     """
     cache = (cache_dir or default_cache_dir()).resolve()
     dest = cache / f"kafka-{KAFKA_VERSION}"
     lib = dest / "lib"
     marker = dest / _MARKER
-    if marker.is_file() and _lib_complete(lib):
-        return lib
-    if _lib_complete(lib):  # renamed into place by someone who died before writing the marker
-        _write_marker(marker)
-        return lib
+    if _lib_complete(lib):
+        if _marker_current(marker):
+            return lib
+        if not marker.exists():  # renamed into place by someone who died before the marker
+            _write_marker(marker)
+            return lib
 
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -146,11 +179,7 @@ def fetch(cache_dir: Path | None = None) -> Path:
             tail = "\n".join((res.stdout + res.stderr).splitlines()[-_LOG_TAIL_LINES:])
             raise KafkaError(f"Maven could not resolve the Kafka jars (exit {res.returncode}):\n"
                              f"{tail}")  # fmt: skip
-        try:
-            out.rename(lib)
-        except OSError:
-            if not _lib_complete(lib):  # lost a race only if the winner's lib is complete
-                raise
+        _install_lib(out, lib, marker)
         _write_marker(marker)
         n = len(list(lib.glob("*.jar")))
         _log(f"fetched {n} jars in {time.monotonic() - t0:.1f}s")
@@ -159,10 +188,38 @@ def fetch(cache_dir: Path | None = None) -> Path:
     return lib
 
 
+def _install_lib(out: Path, lib: Path, marker: Path) -> None:
+    """Rename the freshly resolved ``out`` to ``lib``, replacing a stale lib dir if there is one.
+
+    A stale lib (missing a required jar, or resolved from another POM) is moved aside and deleted;
+    JVMs already running from it keep their open jars (Linux), new ones get the new set.
+    """
+    try:
+        out.rename(lib)
+        return
+    except OSError:
+        # Lost a race to another fetch: its lib is complete and its marker current or not yet
+        # written (the same test as fetch()'s fast path).
+        if _lib_complete(lib) and (_marker_current(marker) or not marker.exists()):
+            return
+        if not lib.exists():
+            raise
+    marker.unlink(missing_ok=True)
+    stale = Path(tempfile.mkdtemp(prefix=".stale-lib-", dir=lib.parent))
+    with contextlib.suppress(FileNotFoundError):
+        lib.rename(stale / "lib")
+    try:
+        out.rename(lib)
+    except OSError:
+        if not _lib_complete(lib):  # a concurrent fetch put its own fresh lib there first
+            raise
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def _write_marker(marker: Path) -> None:
-    pom_sha = hashlib.sha256(_POM.read_bytes()).hexdigest()
     tmp = marker.with_name(f"{marker.name}.{os.getpid()}")
-    tmp.write_text(json.dumps({"kafka": KAFKA_VERSION, "pom_sha256": pom_sha}) + "\n")
+    tmp.write_text(json.dumps({"kafka": KAFKA_VERSION, "pom_sha256": _pom_sha256()}) + "\n")
     tmp.replace(marker)
 
 
