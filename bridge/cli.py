@@ -8,7 +8,6 @@ import json
 import logging
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 
 from contracts import RunRequestedV1
 
+from . import health
 from .cloudevents import EnvelopeMode
 from .config import Settings
 from .convert import request_record
@@ -113,18 +113,15 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
-    """Healthy when the consumer loop touched the health file recently."""
+    """Healthy when the consumer loop wrote the health file recently and no partition that
+    has work is stalled."""
     path = Settings().health_file
     if path is None:
         print("health: RUNBRIDGE_HEALTH_FILE is not set", file=sys.stderr)
         return 2
-    try:
-        age = time.time() - path.stat().st_mtime
-    except OSError:
-        print(f"health: {path} missing", file=sys.stderr)
-        return 1
-    if age > args.max_age:
-        print(f"health: last poll {age:.0f}s ago", file=sys.stderr)
+    healthy, detail = health.check(path, args.max_age)
+    if not healthy:
+        print(f"health: {detail}", file=sys.stderr)
         return 1
     return 0
 
@@ -154,8 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--source", default="/runbridge/cli")
     send.add_argument("--no-validate", action="store_true", help="send even if invalid")
 
-    health = commands.add_parser("health", help="exit 0 if the bridge polled Kafka recently")
-    health.add_argument("--max-age", type=float, default=60.0)
+    check = commands.add_parser(
+        "health", help="exit 0 if the bridge polled Kafka recently and no partition is stalled"
+    )
+    check.add_argument("--max-age", type=float, default=60.0)
 
     commands.add_parser("asyncapi", help="print the AsyncAPI description of the topics")
 

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     shutdown_timeout_seconds: float = Field(default=30.0, ge=0)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
+    stall_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A partition with work that makes no progress for this long turns the "
+        "health check red. Keep it above the retry budget (retry.max_seconds plus a call).",
+    )
     retry: RetryPolicy = RetryPolicy()
     targets_file: Path | None = None
     targets: dict[str, Target] = Field(default_factory=dict)

@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import REQUEST_TYPES, RunRequestedV1
+from contracts._common import CorrelationId, RequestId, TargetName
 
 from . import cloudevents
 from .errors import ContractViolation, UnknownEventType, describe
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class RequestFacts:
     """What could be read from a record that may be invalid: enough to answer REJECTED.
-    Only values that are safe to repeat in an event are kept."""
+    Only values that the contract itself accepts are kept, so the answer is always valid."""
 
     request_id: UUID | None = None
     correlation_id: str | None = None
     target: str | None = None
+
+    @classmethod
+    def of(cls, request: RunRequestedV1) -> RequestFacts:
+        return cls(request.request_id, request.correlation_id, request.target)
+
+
+_REQUEST_ID: TypeAdapter[UUID] = TypeAdapter(RequestId)
+_CORRELATION_ID: TypeAdapter[str] = TypeAdapter(CorrelationId)
+_TARGET: TypeAdapter[str] = TypeAdapter(TargetName)
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: cloudevents.Headers) -> int:
+    """Bytes a record carries: key, value, header names and values."""
+    return (
+        len(key or b"")
+        + len(value or b"")
+        + sum(len(name) + len(raw or b"") for name, raw in headers)
+    )
 
 
 def parse_request(value: bytes | None, headers: cloudevents.Headers) -> RunRequestedV1:
@@ -64,17 +85,18 @@ def request_facts(value: bytes | None, headers: cloudevents.Headers) -> RequestF
         return RequestFacts()
     if not isinstance(data, dict):
         return RequestFacts()
-    try:
-        request_id = UUID(str(data.get("request_id")))
-    except ValueError:
+    request_id = _valid(_REQUEST_ID, data.get("request_id"))
+    if request_id is None:
         return RequestFacts()
     return RequestFacts(
         request_id=request_id,
-        correlation_id=_short_text(data.get("correlation_id")),
-        target=_short_text(data.get("target")),
+        correlation_id=_valid(_CORRELATION_ID, data.get("correlation_id")),
+        target=_valid(_TARGET, data.get("target")),
     )
 
 
-def _short_text(value: Any, longest: int = 256) -> str | None:
-    """Facts go into a REJECTED event, which must be valid however bad the request was."""
-    return value if isinstance(value, str) and 0 < len(value) <= longest else None
+def _valid(adapter: TypeAdapter[T], value: Any) -> T | None:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None

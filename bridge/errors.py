@@ -49,12 +49,6 @@ class UnknownTarget(InputError):
     reason = "unknown-target"
 
 
-class TargetMismatch(InputError):
-    """The request's system-specific part does not fit the target's system."""
-
-    reason = "target-mismatch"
-
-
 class InvalidIdentifier(InputError):
     """An identifier that would go into a URL breaks the run API's naming rules."""
 

@@ -1,24 +1,36 @@
 """One run request, from record to outputs: convert → route → call the run API → publish.
 
-Every outcome is an output:
+Every record ends in an outcome, and every outcome in outputs:
 - run-created on success;
-- otherwise a dead-letter record with the reason, plus a run-state-changed event when the
-  request id is known: REJECTED if the request never reached a run, UNKNOWN if the run API
-  may have started one without saying so.
+- otherwise a dead letter with the reason, plus a run-state-changed event when the request
+  id is known: REJECTED if the request never reached a run, UNKNOWN if the run API may
+  have started one without saying so.
 
-The processor returns only once those outputs are acknowledged, which is what lets the
-engine commit the record's offset. Deciding and publishing are separate steps, so a
-failure to publish is retried on its own and never repeats the run API call.
+Deciding and publishing are separate steps, so a failure to publish never repeats the run
+API call. Each way publishing can fail has a bounded fallback:
+- an output Kafka refuses for good (too large) or that cannot be built (a bug, a value that
+  cannot be encoded) becomes a dead letter: ``output-rejected`` or ``internal-error``;
+- a dead letter Kafka refuses is sent bare: the error headers without the original value,
+  headers and (if large) key, with ``original_dropped`` saying why.
+The one thing waited out rather than given up is Kafka not taking any record at all (an
+outage, missing rights): giving up would lose the outcome. The wait is counted, logged with
+the record's coordinates, and shows as a stalled partition in the health check.
+
+The processor returns only once its outputs are acknowledged, which is what lets the engine
+commit the record's offset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from uuid import UUID
+from typing import Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from contracts import (
     DeadLetterHeaders,
@@ -32,7 +44,7 @@ from contracts import (
 
 from .backends import Backend, CreatedRun
 from .config import Settings, Target
-from .convert import parse_request, request_facts
+from .convert import RequestFacts, parse_request, record_size, request_facts
 from .engine import Record
 from .errors import (
     BridgeError,
@@ -40,16 +52,22 @@ from .errors import (
     OutputRejected,
     RecordTooLarge,
     RetriesExhausted,
-    TargetMismatch,
+    UndecodableRecord,
     UnknownTarget,
 )
 from .metrics import Metrics
+from .outputs import OutputBuilder, event_id, output_key
+from .raw_records import UnreadableBatch
 from .retry import Attempts, call_with_retries
-from .sink import EventSink, event_id
+from .sink import OutputRecord
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_LIMIT = 4096
+
+class Sink(Protocol):
+    """Where outputs go: one attempt, raising OutputRejected or a KafkaError."""
+
+    async def send(self, output: OutputRecord) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -60,8 +78,18 @@ class Created:
 
 @dataclass(frozen=True)
 class Failed:
+    """A record that did not become an announced run, and what is known about it.
+
+    ``state`` is the run-state-changed event to publish (when the request id is known), or
+    None when there is none to tell, e.g. a run was created but its event was refused.
+    """
+
     error: Exception
-    attempts: Attempts
+    facts: RequestFacts = field(default_factory=RequestFacts)
+    attempts: Attempts = field(default_factory=Attempts)
+    state: RunState | None = RunState.REJECTED
+    note: str = ""
+    """Put before the error's message: what else went wrong on the way out."""
 
     @property
     def reason(self) -> str:
@@ -70,21 +98,20 @@ class Failed:
     @property
     def message(self) -> str:
         text = self.error.message if isinstance(self.error, BridgeError) else repr(self.error)
-        return text[:_MESSAGE_LIMIT]
-
-    @property
-    def state(self) -> RunState:
-        """UNKNOWN when an attempt may have started a run, else REJECTED."""
-        unknown = self.attempts.ambiguous > 0 or isinstance(self.error, OutcomeUnknown)
-        return RunState.UNKNOWN if unknown else RunState.REJECTED
+        return self.note + text
 
 
 Outcome = Created | Failed
 
 
-def output_key(record: Record, request_id: UUID) -> bytes:
-    """Outputs keep the request's key, so a listener sees them in the requests' order."""
-    return record.key if record.key is not None else str(request_id).encode()
+def failure_state(error: Exception, attempts: Attempts) -> RunState:
+    """UNKNOWN when an attempt may have started a run, else REJECTED."""
+    unknown = attempts.ambiguous > 0 or isinstance(error, OutcomeUnknown)
+    return RunState.UNKNOWN if unknown else RunState.REJECTED
+
+
+def where(record: Record) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
 class RequestProcessor:
@@ -93,45 +120,45 @@ class RequestProcessor:
         settings: Settings,
         targets: Mapping[str, Target],
         backends: Mapping[str, Backend],
-        sink: EventSink,
+        sink: Sink,
         metrics: Metrics,
         *,
         publish_retry_backoff: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
         self._targets = targets
         self._backends = backends
         self._sink = sink
+        self._outputs = OutputBuilder(source=settings.event_source, mode=settings.envelope_mode)
         self._publish_backoff = publish_retry_backoff
+        self._now = clock
         self.metrics = metrics
 
     async def __call__(self, record: Record) -> None:
         self.metrics.received += 1
         outcome = await self._decide(record)
-        while True:
-            try:
-                await self._publish(record, outcome)
+        if isinstance(outcome, Created):
+            unpublished = await self._publish_created(record, outcome)
+            if unpublished is None:
                 return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "publishing the outcome of %s[%d]@%d failed; retrying",
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                )
-                await asyncio.sleep(self._publish_backoff)
+            outcome = unpublished
+        await self._publish_failure(record, outcome)
+
+    # -- decide ------------------------------------------------------------------------
 
     async def _decide(self, record: Record) -> Outcome:
         attempts = Attempts()
+        request: RunRequestedV1 | None = None
         try:
-            size = len(record.value or b"")
+            headers = record.headers or ()
+            size = record_size(record.key, record.value, headers)
             if size > self._settings.max_request_bytes:
                 raise RecordTooLarge(
-                    f"record value is {size} bytes, the limit is {self._settings.max_request_bytes}"
+                    f"record is {size} bytes (key, value and headers), "
+                    f"the limit is {self._settings.max_request_bytes}"
                 )
-            request = parse_request(record.value, record.headers or ())
+            request = parse_request(record.value, headers)
             backend = self._route(request)
             created = await call_with_retries(
                 lambda: backend.create_run(request.run, request_id=str(request.request_id)),
@@ -140,93 +167,139 @@ class RequestProcessor:
                 describe=f"createRun for request {request.request_id}",
             )
             return Created(request, created)
-        except BridgeError as error:
-            return Failed(error, attempts)
-        except Exception as error:  # a bug must not stop the other records
-            log.exception("unexpected error on %s@%d", record.topic, record.offset)
-            return Failed(error, attempts)
+        except Exception as error:  # a bug must not stop the other records either
+            if not isinstance(error, BridgeError):
+                log.exception("unexpected error on %s", where(record))
+            return Failed(
+                error, self._facts(record, request, error), attempts, failure_state(error, attempts)
+            )
         finally:
             self.metrics.retries += max(0, attempts.count - 1)
             self.metrics.possible_duplicates += attempts.ambiguous
 
+    @staticmethod
+    def _facts(record: Record, request: RunRequestedV1 | None, error: Exception) -> RequestFacts:
+        if request is not None:
+            return RequestFacts.of(request)
+        if isinstance(error, RecordTooLarge):
+            return RequestFacts()  # not read: that is what the limit is for
+        return request_facts(record.value, record.headers or ())
+
     def _route(self, request: RunRequestedV1) -> Backend:
-        target = self._targets.get(request.target)
-        if target is None:
+        if request.target not in self._targets:
             raise UnknownTarget(f"no target named {request.target!r} is configured")
-        if target.system != request.run.system:
-            raise TargetMismatch(
-                f"target {request.target!r} is a {target.system} target, "
-                f"the request is for {request.run.system}"
-            )
         return self._backends[request.target]
 
-    async def _publish(self, record: Record, outcome: Outcome) -> None:
-        if isinstance(outcome, Failed):
-            await self._fail(record, outcome)
-            return
+    # -- publish -----------------------------------------------------------------------
+
+    async def _publish_created(self, record: Record, outcome: Created) -> Failed | None:
+        """Publish run-created; if that cannot be done, the Failed outcome that reports the
+        run instead (it exists, so no REJECTED or UNKNOWN event is published for it)."""
+        request, run_id = outcome.request, outcome.run.run_id
         try:
-            await self._created(record, outcome)
+            output = self._outputs.event(
+                self._settings.created_topic,
+                output_key(record, request.request_id),
+                RunCreatedV1(
+                    request_id=request.request_id,
+                    correlation_id=request.correlation_id,
+                    target=request.target,
+                    system=request.run.system,
+                    run_id=run_id,
+                    created_at=self._now(),
+                    run=request.run,
+                ),
+                event_id=event_id(RunCreatedV1.event_type, request.request_id, run_id),
+                subject=str(request.request_id),
+                correlation_id=request.correlation_id,
+                time=self._now(),
+            )
+            await self._send(record, output)
         except OutputRejected as refused:
-            refused.message = (
-                f"run {outcome.run.run_id} was created but its run-created event was refused: "
+            error: BridgeError = OutputRejected(
+                f"run {run_id} was created but its run-created event was refused: "
                 + refused.message
             )
-            await self._dead_letter(record, Failed(refused, Attempts()), outcome.request.request_id)
+        except Exception as bug:
+            log.exception("building the run-created event of %s failed", where(record))
+            error = BridgeError(
+                f"run {run_id} was created but its run-created event could not be built: {bug!r}"
+            )
+        else:
+            self.metrics.runs_created += 1
+            log.info("request %s → %s run %s", request.request_id, request.run.system, run_id)
+            return None
+        return Failed(error, RequestFacts.of(request), state=None)
 
-    async def _created(self, record: Record, outcome: Created) -> None:
-        request = outcome.request
-        event = RunCreatedV1(
-            request_id=request.request_id,
-            correlation_id=request.correlation_id,
-            target=request.target,
-            system=request.run.system,
-            run_id=outcome.run.run_id,
-            created_at=datetime.now(UTC),
-            run=request.run,
-        )
-        await self._sink.send_event(
-            self._settings.created_topic,
-            output_key(record, request.request_id),
-            event,
-            event_id=event_id(RunCreatedV1.event_type, request.request_id, outcome.run.run_id),
-            subject=str(request.request_id),
-            correlation_id=request.correlation_id,
-        )
-        self.metrics.runs_created += 1
-        log.info(
-            "request %s → %s run %s", request.request_id, request.run.system, outcome.run.run_id
-        )
+    async def _publish_failure(self, record: Record, failed: Failed) -> None:
+        request_id = failed.facts.request_id
+        if failed.state is not None and request_id is not None:
+            try:
+                await self._send(record, self._state_event(record, failed, failed.state))
+            except Exception as exc:
+                failed = self._state_event_failed(record, failed, exc)
+            else:
+                if failed.state is RunState.UNKNOWN:
+                    self.metrics.unknown_outcomes += 1
+                else:
+                    self.metrics.rejected += 1
+        await self._dead_letter(record, failed)
 
-    async def _fail(self, record: Record, failed: Failed) -> None:
-        facts = request_facts(record.value, record.headers or ())
-        if facts.request_id is not None:
-            event = RunStateChangedV1(
+    def _state_event(self, record: Record, failed: Failed, state: RunState) -> OutputRecord:
+        facts = failed.facts
+        assert facts.request_id is not None
+        return self._outputs.event(
+            self._settings.state_topic,
+            output_key(record, facts.request_id),
+            RunStateChangedV1(
                 request_id=facts.request_id,
                 correlation_id=facts.correlation_id,
                 target=facts.target,
                 system=self._system_of(facts.target),
-                state=failed.state,
+                state=state,
                 reason=Reason(code=failed.reason, message=failed.message),
-                at=datetime.now(UTC),
-            )
-            await self._sink.send_event(
-                self._settings.state_topic,
-                output_key(record, facts.request_id),
-                event,
-                event_id=event_id(RunStateChangedV1.event_type, facts.request_id, failed.state),
-                subject=str(facts.request_id),
-                correlation_id=facts.correlation_id,
-            )
-            if failed.state is RunState.UNKNOWN:
-                self.metrics.unknown_outcomes += 1
-            else:
-                self.metrics.rejected += 1
-        await self._dead_letter(record, failed, facts.request_id)
+                at=self._now(),
+            ),
+            event_id=event_id(RunStateChangedV1.event_type, facts.request_id, state),
+            subject=str(facts.request_id),
+            correlation_id=facts.correlation_id,
+            time=self._now(),
+        )
 
-    async def _dead_letter(self, record: Record, failed: Failed, request_id: UUID | None) -> None:
-        now = datetime.now(UTC)
+    @staticmethod
+    def _state_event_failed(record: Record, failed: Failed, exc: Exception) -> Failed:
+        """The dead letter still goes out, and says that the state event did not."""
+        if isinstance(exc, OutputRejected):
+            log.error("the state event of %s was refused: %s", where(record), exc)
+            return replace(
+                failed, state=None, note=f"its {failed.state} event was refused ({exc.message}); "
+            )
+        log.error("building the state event of %s failed", where(record), exc_info=exc)
+        return Failed(
+            exc,
+            failed.facts,
+            failed.attempts,
+            state=None,
+            note=f"the request had failed with {failed.reason} ({failed.message}), "
+            f"then building its {failed.state} event failed: ",
+        )
+
+    async def _dead_letter(self, record: Record, failed: Failed) -> None:
+        error = self._error_headers(record, failed)
+        try:
+            await self._send(record, self._outputs.dead_letter(self._dlq, record, error))
+        except Exception as exc:
+            if not isinstance(exc, OutputRejected):
+                log.exception("building the dead letter of %s failed", where(record))
+            bare = self._outputs.bare_dead_letter(self._dlq, record, error, repr(exc))
+            await self._send_until_taken(record, bare)
+        self.metrics.dead_lettered += 1
+        log.warning("dead-lettered %s: %s: %s", where(record), failed.reason, error.message)
+
+    def _error_headers(self, record: Record, failed: Failed) -> DeadLetterHeaders:
+        now = self._now()
         error = failed.error
-        headers = DeadLetterHeaders(
+        return DeadLetterHeaders(
             reason=failed.reason,
             error_class=type(error.last if isinstance(error, RetriesExhausted) else error).__name__,
             message=failed.message,
@@ -236,24 +309,77 @@ class RequestProcessor:
             attempts=max(1, failed.attempts.count),
             first_failure=failed.attempts.first_failure or now,
             last_failure=failed.attempts.last_failure or now,
-            request_id=request_id,
+            request_id=failed.facts.request_id,
         )
-        await self._sink.dead_letter(
-            self._settings.dead_letter_topic,
-            record.key,
-            record.value,
-            list(record.headers or ()),
-            headers,
+
+    async def unreadable(self, tp: TopicPartition, batch: UnreadableBatch) -> None:
+        """Records Kafka holds but no client can read (e.g. a batch that cannot be
+        decompressed): a bare dead letter that names them, so none is skipped in silence."""
+        now = self._now()
+        span = f"offsets {batch.first_offset}-{batch.last_offset} of {tp.topic}[{tp.partition}]"
+        error = DeadLetterHeaders(
+            reason=UndecodableRecord.reason,
+            error_class="UnreadableBatch",
+            message=f"records at {span} cannot be read: {batch.reason}",
+            source_topic=tp.topic,
+            source_partition=tp.partition,
+            source_offset=batch.first_offset,
+            attempts=1,
+            first_failure=now,
+            last_failure=now,
         )
+        bare = self._outputs.bare_dead_letter(self._dlq, None, error, batch.reason)
+        await self._send_until_taken(None, bare)
         self.metrics.dead_lettered += 1
-        log.warning(
-            "dead-lettered %s[%d]@%d: %s: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            failed.reason,
-            failed.message,
-        )
+        log.warning("dead-lettered unreadable records at %s: %s", span, batch.reason)
+
+    # -- sending -----------------------------------------------------------------------
+
+    @property
+    def _dlq(self) -> str:
+        return self._settings.dead_letter_topic
+
+    async def _send(self, record: Record | None, output: OutputRecord) -> None:
+        """Send and wait for the ack, waiting out any Kafka failure but a refusal of this
+        record, which raises OutputRejected for the caller's fallback."""
+        delay = self._publish_backoff
+        while True:
+            try:
+                await self._sink.send(output)
+                return
+            except KafkaError as exc:
+                self.metrics.publish_retries += 1
+                log.warning(
+                    "publishing an output of %s to %s failed (%r); retrying in %.1fs",
+                    where(record) if record is not None else "unreadable records",
+                    output.topic,
+                    exc,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _send_until_taken(self, record: Record | None, output: OutputRecord) -> None:
+        """The last fallback: a bare dead letter. Kafka refusing even that means the
+        dead-letter topic itself is unusable (e.g. compacted, or a tiny size limit); the
+        record waits for it to be fixed rather than be lost."""
+        delay = self._publish_backoff
+        while True:
+            try:
+                await self._send(record, output)
+                return
+            except OutputRejected as refused:
+                self.metrics.publish_retries += 1
+                log.error(
+                    "the dead-letter topic %s refuses even a bare dead letter of %s (%s); "
+                    "retrying in %.1fs",
+                    output.topic,
+                    where(record) if record is not None else "unreadable records",
+                    refused,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def _system_of(self, target_name: str | None) -> System | None:
         target = self._targets.get(target_name) if target_name else None

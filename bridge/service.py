@@ -11,6 +11,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from . import health
 from .backends import Backend, create_backend
 from .config import Settings
 from .engine import Engine
@@ -26,7 +27,8 @@ class Bridge:
         self.settings = settings
         self.targets = settings.all_targets()
         self.metrics = Metrics()
-        self._health_touched = 0.0
+        self._health_written = 0.0
+        self._engine: Engine | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then finish in-flight records, commit and close."""
@@ -52,15 +54,19 @@ class Bridge:
             # evicts this member mid-drain and the final commit is lost.
             rebalance_timeout_ms=int((settings.shutdown_timeout_seconds + 15) * 1000),
         )
-        sink = EventSink(producer, source=settings.event_source, mode=settings.envelope_mode)
-        processor = RequestProcessor(settings, self.targets, backends, sink, self.metrics)
-        engine = Engine(
+        processor = RequestProcessor(
+            settings, self.targets, backends, EventSink(producer), self.metrics
+        )
+        engine = self._engine = Engine(
             consumer,
             processor,
+            on_unreadable=processor.unreadable,
             max_in_flight=settings.max_in_flight,
             commit_interval=settings.commit_interval_seconds,
             drain_timeout=settings.shutdown_timeout_seconds,
-            on_poll=self._touch_health,
+            stall_timeout=settings.stall_timeout_seconds,
+            metrics=self.metrics,
+            on_poll=self._write_health,
         )
         async with contextlib.AsyncExitStack() as cleanup:
             cleanup.callback(lambda: log.info("run bridge stopped: %s", self.metrics.snapshot()))
@@ -83,15 +89,16 @@ class Bridge:
             await engine.run(stop)
             await reporter
 
-    def _touch_health(self) -> None:
+    def _write_health(self) -> None:
         path: Path | None = self.settings.health_file
         now = time.monotonic()
-        if path is not None and now - self._health_touched >= 1.0:
-            self._health_touched = now
-            try:
-                path.touch()
-            except OSError as exc:
-                log.warning("cannot touch health file %s: %s", path, exc)
+        if path is None or self._engine is None or now - self._health_written < 1.0:
+            return
+        self._health_written = now
+        try:
+            health.write(path, self._engine.stalled())
+        except OSError as exc:
+            log.warning("cannot write health file %s: %s", path, exc)
 
     async def _report_metrics(self, stop: asyncio.Event, every: float = 60.0) -> None:
         while not stop.is_set():

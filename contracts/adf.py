@@ -7,20 +7,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, JsonValue, model_validator
+from pydantic import Field, model_validator
 
-from ._common import Contract, System
+from ._common import Contract, Name, PortableJson, System, Text
 
 
 class AdfRun(Contract):
     """What to run in ADF: a pipeline with parameters, or a rerun of an earlier run."""
 
     system: Literal[System.ADF] = System.ADF
-    pipeline_name: str = Field(alias="pipelineName", min_length=1, max_length=260)
-    parameters: dict[str, JsonValue] = Field(
+    pipeline_name: Name = Field(alias="pipelineName", min_length=1, max_length=260)
+    parameters: dict[Text, PortableJson] = Field(
         default_factory=dict,
         description="Pipeline parameters; not allowed with referencePipelineRunId, "
-        "whose run's parameters ADF reuses.",
+        "whose run's parameters ADF reuses. Numbers must be finite, text valid Unicode, "
+        "values nested at most 32 deep.",
     )
     reference_pipeline_run_id: str | None = Field(
         default=None,
@@ -33,7 +34,7 @@ class AdfRun(Contract):
         alias="isRecovery",
         description="Group the new run with the referenced run.",
     )
-    start_activity_name: str | None = Field(
+    start_activity_name: Name | None = Field(
         default=None,
         alias="startActivityName",
         min_length=1,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from pydantic import Field
 
-from ._common import Contract
+from ._common import Contract, made_printable
 
 HEADER_PREFIX = "runbridge.error."
 VERSION = "1"
@@ -22,7 +23,10 @@ VERSION = "1"
 class DeadLetterHeaders(Contract):
     reason: str = Field(description="Stable code, e.g. 'contract-violation'.")
     error_class: str = Field(description="The exception class that decided it.")
-    message: str = Field(max_length=4096)
+    message: Annotated[str, made_printable(4096)] = Field(
+        max_length=4096,
+        description="Human-readable detail; control characters are escaped, long text is cut.",
+    )
     source_topic: str
     source_partition: int = Field(ge=0)
     source_offset: int = Field(ge=0)
@@ -30,12 +34,16 @@ class DeadLetterHeaders(Contract):
     first_failure: datetime
     last_failure: datetime
     request_id: UUID | None = None
-    original_dropped: str | None = Field(
+    original_dropped: Annotated[str, made_printable(1024)] | None = Field(
         default=None,
         max_length=1024,
-        description="Set when Kafka refused the record with its original value and headers "
-        "(too large): why they are missing.",
+        description="Set when the dead letter could not keep all of the original record "
+        "(Kafka refused it, or a header name is not UTF-8): what is missing and why.",
     )
+
+    def with_dropped(self, what: str) -> DeadLetterHeaders:
+        """A copy that says what of the original record is missing, validated like the rest."""
+        return self.model_validate({**self.model_dump(), "original_dropped": what})
 
     def to_kafka(self) -> list[tuple[str, bytes]]:
         fields = self.model_dump(mode="json", exclude_none=True)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import ClassVar
-from uuid import UUID
 
 from pydantic import Field
 
-from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, System, TargetName
+from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, RequestId, System, TargetName
 from .run_requested_v1 import RunSpec
 
 
 class RunCreatedV1(Event):
     event_type: ClassVar[str] = EVENT_TYPE_PREFIX + "run.created.v1"
 
-    request_id: UUID
+    request_id: RequestId
     correlation_id: CorrelationId | None = None
     target: TargetName
     system: System

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from typing import ClassVar
-from uuid import UUID
 
 from pydantic import Field
 
-from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, TargetName
+from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, RequestId, TargetName
 from .adf import AdfRun
 
 #: Each system's part; becomes a discriminated union on ``system`` as systems are added.
@@ -19,8 +18,9 @@ class RunRequestedV1(Event):
 
     event_type: ClassVar[str] = EVENT_TYPE_PREFIX + "run.requested.v1"
 
-    request_id: UUID = Field(
-        description="Identifies the request in every output; meant as its idempotency key."
+    request_id: RequestId = Field(
+        description="Identifies the request in every output, as sent (canonical lowercase "
+        "UUID); meant as its idempotency key."
     )
     target: TargetName
     run: RunSpec = Field(description="The system-specific part; must match the target's system.")

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
-from uuid import UUID
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from ._common import EVENT_TYPE_PREFIX, Contract, CorrelationId, Event, RunState, System
+from ._common import (
+    EVENT_TYPE_PREFIX,
+    Contract,
+    CorrelationId,
+    Event,
+    RequestId,
+    RunState,
+    System,
+    made_printable,
+)
+
+MESSAGE_LIMIT = 4096
 
 
 class Reason(Contract):
     code: str = Field(description="Stable machine-readable code, e.g. 'unknown-target'.")
-    message: str = Field(max_length=4096)
+    message: Annotated[str, made_printable(MESSAGE_LIMIT)] = Field(
+        max_length=MESSAGE_LIMIT,
+        description="Human-readable detail; control characters are escaped, long text is cut.",
+    )
 
 
 class RunStateChangedV1(Event):
@@ -21,7 +34,7 @@ class RunStateChangedV1(Event):
 
     event_type: ClassVar[str] = EVENT_TYPE_PREFIX + "run.state-changed.v1"
 
-    request_id: UUID
+    request_id: RequestId
     correlation_id: CorrelationId | None = None
     target: str | None = Field(default=None, description="As given in the request.")
     system: System | None = None

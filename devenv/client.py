@@ -63,14 +63,17 @@ def as_record(
 async def produce(
     bootstrap: str,
     topic: str,
-    records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    records: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes | None]]]],
+    **producer_options: Any,
 ) -> None:
     """Send (key, value, headers) records in order and wait for every ack."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **producer_options
+    )
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, key=key, value=value, headers=headers)
+            await producer.send(topic, key=key, value=value, headers=list(headers))
             for key, value, headers in records
         ]
         await asyncio.gather(*futures)
