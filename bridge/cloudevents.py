@@ -61,6 +61,15 @@ def header(headers: Headers, name: str) -> bytes | None:
     return found
 
 
+def name_bytes(name: str) -> bytes:
+    """A header name's bytes as stored. Names that are not UTF-8 arrive with their bytes as
+    surrogates (``surrogateescape``, see ``engine``); other lone surrogates pass as such."""
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogatepass")
+
+
 def _text(raw: bytes | None, what: str) -> str:
     if raw is None:
         raise UndecodableRecord(f"{what} is null")
@@ -155,7 +164,7 @@ def _read_headers(headers: Headers) -> tuple[str | None, dict[str, str]]:
             try:
                 name.encode("utf-8")
             except UnicodeEncodeError:
-                shown = name.encode("utf-8", "surrogateescape").hex(" ")
+                shown = name_bytes(name).hex(" ")
                 raise UndecodableRecord(f"a header name is not UTF-8 (bytes {shown})") from None
         lowered = name.lower()
         if lowered == "content-type":

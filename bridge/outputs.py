@@ -12,7 +12,7 @@ from uuid import UUID
 
 from contracts import DeadLetterHeaders, Event
 
-from .cloudevents import CloudEvent, EnvelopeMode, encode
+from .cloudevents import CloudEvent, EnvelopeMode, encode, name_bytes
 from .engine import Record
 from .sink import OutputRecord
 
@@ -44,7 +44,7 @@ def encodable_headers(
         try:
             name.encode("utf-8")
         except UnicodeEncodeError:
-            dropped.append(name.encode("utf-8", "surrogateescape").hex(" "))
+            dropped.append(name_bytes(name).hex(" "))
             continue
         kept.append((name, value))
     return kept, dropped

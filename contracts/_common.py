@@ -58,14 +58,14 @@ def plain_text(text: str) -> str:
 
 
 def printable(text: str, limit: int) -> str:
-    """``text`` made safe for a Kafka header or a log line: control and format characters
-    and lone surrogates escaped (a newline becomes ``\\n``), cut to ``limit`` characters."""
+    """``text`` made safe for a Kafka header or a log line: every character that is not
+    printable (controls, format characters, lone surrogates, separators other than the
+    space) is escaped as Python writes it (a newline becomes ``\\n``), and the text is cut
+    to ``limit`` characters."""
     if text.isprintable() and len(text) <= limit:
         return text
     escaped = "".join(
-        char.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(char) in _UNSAFE_CATEGORIES
-        else char
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
         for char in text
     )
     return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from bridge.config import RetryPolicy, Settings
@@ -66,3 +67,14 @@ async def running_bridge(settings: Settings) -> AsyncIterator[Bridge]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+def documented_reasons() -> dict[str, str]:
+    """The README's table of dead-letter reasons: reason → its 'state event' column."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("Reasons, and whether a run-state-changed event is also published:")[1]
+    reasons = {}
+    for line in table.split("\n\n", 2)[1].splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        reasons[cells[0].strip("`")] = cells[2]
+    return reasons

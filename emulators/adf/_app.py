@@ -495,12 +495,14 @@ async def _arm_pipeline(request: web.Request, state: EmulatorState) -> web.Respo
         assert routing_error is not None
         return _arm_response(routing_error)
 
-    fault = state.take_fault(route.operation)
+    fault = state.take_fault(route.operation, route.pipeline)
     if fault is not None and not fault.after_effect:
         if fault.kind == "drop":
             return None
         if fault.kind == "status":
             return _fault_response(fault, state, route, principal)
+        if fault.kind == "empty":
+            return web.json_response({})
         await _park(request, fault.delay_seconds)
     response = await _perform(request, route, principal)
     if fault is not None and fault.after_effect:
@@ -508,6 +510,8 @@ async def _arm_pipeline(request: web.Request, state: EmulatorState) -> web.Respo
             return None
         if fault.kind == "status":
             return _fault_response(fault, state, route, principal)
+        if fault.kind == "empty":
+            return web.json_response({})
         await _park(request, fault.delay_seconds)
     return response
 

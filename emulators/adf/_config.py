@@ -71,7 +71,10 @@ class Fault(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     operation: FaultOperation = "*"
-    kind: Literal["status", "timeout", "drop"] = "status"
+    pipeline: str | None = None
+    """Only requests for this pipeline (createRun), when given."""
+    kind: Literal["status", "timeout", "drop", "empty"] = "status"
+    """``empty`` answers 200 with ``{}``: a success that says nothing (no run id)."""
     status: int = Field(default=503, ge=400, le=599)
     code: str = "ServiceUnavailable"
     message: str = "The service is temporarily unavailable (emulated fault)."

@@ -310,10 +310,12 @@ class EmulatorState:
     def clear_faults(self) -> None:
         self.faults.clear()
 
-    def take_fault(self, operation: str) -> Fault | None:
-        """Consume one use of the first fault matching ``operation``."""
+    def take_fault(self, operation: str, pipeline: str | None = None) -> Fault | None:
+        """Consume one use of the first fault matching ``operation`` (and ``pipeline``)."""
         for active in self.faults:
             target = active.fault.operation
+            if active.fault.pipeline is not None and active.fault.pipeline != pipeline:
+                continue
             if target == operation or (target == "*" and operation != "token"):
                 active.remaining -= 1
                 if active.remaining <= 0:

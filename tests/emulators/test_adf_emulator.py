@@ -589,3 +589,26 @@ def test_port_in_use_fails_start(emulator_url: str) -> None:
     port = int(emulator_url.rsplit(":", 1)[1])
     with pytest.raises(RuntimeError, match="failed to start"), run_in_thread(port=port):
         pass
+
+
+def test_a_fault_for_one_pipeline_leaves_the_others_alone(
+    http: httpx.Client, admin: AdminClient
+) -> None:
+    token = v2_token(http)
+    admin.inject(Fault(operation="createRun", pipeline="fragile", status=400, code="BadRequest"))
+    assert create_run(http, token, pipeline="sturdy").status_code == 200
+    assert create_run(http, token, pipeline="fragile").status_code == 400
+    assert create_run(http, token, pipeline="fragile").status_code == 200
+
+
+def test_an_empty_fault_answers_success_without_a_run_id(
+    http: httpx.Client, admin: AdminClient
+) -> None:
+    token = v2_token(http)
+    admin.inject(Fault(operation="createRun", kind="empty"))
+    answer = create_run(http, token)
+    assert (answer.status_code, answer.json()) == (200, {})
+    assert admin.runs() == []
+    admin.inject(Fault(operation="createRun", kind="empty", after_effect=True))
+    assert create_run(http, token).json() == {}
+    assert len(admin.runs()) == 1, "after_effect: the run exists, the answer does not say so"

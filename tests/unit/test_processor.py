@@ -1,0 +1,285 @@
+"""The processor's decision table: which outputs each outcome gets, and every fallback.
+
+A stand-in sink refuses or fails on demand; the real sink runs against the broker in the
+integration tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from bridge.backends import CreatedRun
+from bridge.cloudevents import decode
+from bridge.config import RetryPolicy, Settings
+from bridge.convert import request_record
+from bridge.errors import BackendRejected, OutputRejected, TransientBackendError
+from bridge.metrics import Metrics
+from bridge.processor import RequestProcessor
+from bridge.raw_records import UnreadableBatch
+from bridge.sink import OutputRecord
+from contracts import DeadLetterHeaders
+
+SETTINGS = Settings(
+    max_request_bytes=2048,
+    retry=RetryPolicy(max_attempts=2, initial_backoff_seconds=0, max_backoff_seconds=0),
+    targets={
+        "sales": {
+            "system": "adf",
+            "subscription_id": "12345678-1234-1234-1234-12345678abcd",
+            "resource_group": "rg",
+            "factory": "factory",
+            "credential": {
+                "type": "client_secret",
+                "tenant_id": "t",
+                "client_id": "c",
+                "client_secret": "s",
+            },
+        }
+    },
+)
+CREATED, STATE, DLQ = SETTINGS.created_topic, SETTINGS.state_topic, SETTINGS.dead_letter_topic
+
+
+class Sink:
+    """Records what was sent; ``refuse`` decides per output: None (take it), or an error."""
+
+    def __init__(self, refuse: Callable[[OutputRecord], Exception | None] = lambda _: None):
+        self.sent: list[OutputRecord] = []
+        self.attempts: list[OutputRecord] = []
+        self.refuse = refuse
+
+    async def send(self, output: OutputRecord) -> None:
+        self.attempts.append(output)
+        error = self.refuse(output)
+        if error is not None:
+            raise error
+        self.sent.append(output)
+
+    def topics(self) -> list[str]:
+        return [output.topic for output in self.sent]
+
+
+class Backend:
+    def __init__(self, *answers: str | Exception) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    async def create_run(self, run: Any, *, request_id: str) -> CreatedRun:
+        self.calls += 1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return CreatedRun(run_id=answer)
+
+
+def record(data: Any = None, *, key: bytes | None = b"k", value: bytes | None = None) -> Any:
+    if value is None:
+        value, headers = request_record(data)
+    else:
+        headers = []
+    return ConsumerRecord(
+        topic="requests",
+        partition=3,
+        offset=42,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=-1,
+        serialized_value_size=-1,
+        headers=tuple(headers),
+    )
+
+
+def request(**overrides: Any) -> dict[str, Any]:
+    return {
+        "request_id": str(uuid.uuid4()),
+        "target": "sales",
+        "run": {"system": "adf", "pipelineName": "copy"},
+        **overrides,
+    }
+
+
+def processor(sink: Sink, backend: Backend) -> RequestProcessor:
+    return RequestProcessor(
+        SETTINGS,
+        SETTINGS.all_targets(),
+        {"sales": backend},  # type: ignore[dict-item]
+        sink,
+        Metrics(),
+        publish_retry_backoff=0,
+    )
+
+
+def error_of(output: OutputRecord) -> DeadLetterHeaders:
+    return DeadLetterHeaders.from_kafka([(n, v) for n, v in output.headers if v is not None])
+
+
+def data_of(output: OutputRecord) -> Any:
+    return decode(output.value, list(output.headers)).data
+
+
+async def test_a_created_run_is_announced_and_nothing_else() -> None:
+    sink = Sink()
+    await processor(sink, Backend("run-1"))(record(request()))
+    assert sink.topics() == [CREATED]
+    assert data_of(sink.sent[0])["run_id"] == "run-1"
+
+
+async def test_a_refused_request_gets_rejected_and_a_dead_letter() -> None:
+    sink, original = Sink(), record(request())
+    await processor(sink, Backend(BackendRejected("createRun: HTTP 404")))(original)
+    assert sink.topics() == [STATE, DLQ]
+    assert data_of(sink.sent[0])["state"] == "REJECTED"
+    assert error_of(sink.sent[1]).reason == "backend-rejected"
+    assert (sink.sent[1].key, sink.sent[1].value) == (original.key, original.value)
+
+
+async def test_an_ambiguous_failure_is_unknown_not_rejected() -> None:
+    sink = Sink()
+    backend = Backend(TransientBackendError("timeout", ambiguous=True))
+    await processor(sink, backend)(record(request()))
+    assert data_of(sink.sent[0])["state"] == "UNKNOWN"
+    assert error_of(sink.sent[1]).reason == "retries-exhausted"
+
+
+async def test_a_too_large_record_is_not_read_and_gets_no_state_event() -> None:
+    sink, backend = Sink(), Backend("run-1")
+    await processor(sink, backend)(record(request(), key=b"k" * 4096))
+    assert sink.topics() == [DLQ]
+    assert error_of(sink.sent[0]).reason == "too-large"
+    assert error_of(sink.sent[0]).request_id is None
+    assert backend.calls == 0
+
+
+async def test_a_run_whose_event_kafka_refuses_becomes_an_output_rejected_dead_letter() -> None:
+    def refuse(output: OutputRecord) -> Exception | None:
+        return OutputRejected("too large") if output.topic == CREATED else None
+
+    sink = Sink(refuse)
+    await processor(sink, Backend("run-7"))(record(request()))
+    assert sink.topics() == [DLQ], "the run exists: no REJECTED or UNKNOWN for it"
+    error = error_of(sink.sent[0])
+    assert error.reason == "output-rejected"
+    assert "run run-7 was created" in error.message
+
+
+async def test_a_run_whose_event_cannot_be_built_is_an_internal_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bridge import outputs
+
+    real = outputs.OutputBuilder.event
+
+    def broken(self: Any, topic: str, *args: Any, **kwargs: Any) -> OutputRecord:
+        if topic == CREATED:
+            raise RuntimeError("a bug")
+        return real(self, topic, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.OutputBuilder, "event", broken)
+    sink = Sink()
+    await processor(sink, Backend("run-8"))(record(request()))
+    assert sink.topics() == [DLQ]
+    error = error_of(sink.sent[0])
+    assert error.reason == "internal-error"
+    assert "run run-8 was created" in error.message and "a bug" in error.message
+
+
+async def test_a_refused_state_event_still_leaves_the_dead_letter_with_its_reason() -> None:
+    def refuse(output: OutputRecord) -> Exception | None:
+        return OutputRejected("no") if output.topic == STATE else None
+
+    sink = Sink(refuse)
+    await processor(sink, Backend(BackendRejected("HTTP 404")))(record(request()))
+    assert sink.topics() == [DLQ]
+    error = error_of(sink.sent[0])
+    assert error.reason == "backend-rejected"
+    assert "its REJECTED event was refused" in error.message
+
+
+async def test_a_refused_dead_letter_is_sent_bare() -> None:
+    def refuse(output: OutputRecord) -> Exception | None:
+        return OutputRejected("too large") if output.topic == DLQ and output.value else None
+
+    sink = Sink(refuse)
+    original = record(value=b"\xff not json")
+    await processor(sink, Backend("run-1"))(original)
+    assert sink.topics() == [DLQ]
+    bare = sink.sent[0]
+    assert bare.value is None and bare.key == b"k"
+    assert "left out" in (error_of(bare).original_dropped or "")
+    assert error_of(bare).reason == "not-a-cloudevent"
+
+
+async def test_kafka_outages_are_waited_out_and_counted() -> None:
+    failures = [KafkaConnectionError(), KafkaConnectionError()]
+
+    def refuse(_: OutputRecord) -> Exception | None:
+        return failures.pop() if failures else None
+
+    sink = Sink(refuse)
+    worker = processor(sink, Backend("run-1"))
+    await worker(record(request()))
+    assert sink.topics() == [CREATED]
+    assert len(sink.attempts) == 3
+    assert worker.metrics.publish_retries == 2
+
+
+async def test_a_dead_letter_topic_refusing_even_bare_records_is_retried_until_it_takes_one() -> (
+    None
+):
+    refusals = 3
+
+    def refuse(output: OutputRecord) -> Exception | None:
+        nonlocal refusals
+        if output.value is not None:
+            return OutputRejected("too large")
+        if refusals:
+            refusals -= 1
+            return OutputRejected("compacted topic needs a key")
+        return None
+
+    sink = Sink(refuse)
+    worker = processor(sink, Backend("run-1"))
+    await worker(record(value=b"not json"))
+    assert sink.topics() == [DLQ]
+    assert worker.metrics.publish_retries == 3
+
+
+async def test_a_header_name_that_is_not_utf8_is_left_out_of_the_dead_letter_and_named() -> None:
+    original = record(request())
+    original = ConsumerRecord(
+        **{**original.__dict__, "headers": (*original.headers, ("\udcff\udcfebad", b"x"))}
+    )
+    sink = Sink()
+    await processor(sink, Backend("run-1"))(original)
+    dead = sink.sent[-1]
+    assert error_of(dead).reason == "undecodable"
+    assert "ff fe 62 61 64" in (error_of(dead).original_dropped or "")
+    assert all(name.isascii() for name, _ in dead.headers)
+
+
+async def test_a_record_with_neither_key_nor_value_gets_an_empty_key_in_its_dead_letter() -> None:
+    sink = Sink()
+    tombstone = record(key=None, value=None)
+    tombstone = ConsumerRecord(**{**tombstone.__dict__, "value": None})
+    await processor(sink, Backend("run-1"))(tombstone)
+    assert (sink.sent[0].key, sink.sent[0].value) == (b"", None)
+    assert error_of(sink.sent[0]).reason == "not-a-cloudevent"
+
+
+async def test_an_unreadable_batch_is_a_bare_dead_letter_naming_its_offsets() -> None:
+    sink = Sink()
+    worker = processor(sink, Backend("run-1"))
+    await worker.unreadable(TopicPartition("requests", 1), UnreadableBatch(10, 14, "CRC mismatch"))
+    error = error_of(sink.sent[0])
+    assert (error.reason, error.source_partition, error.source_offset) == ("undecodable", 1, 10)
+    assert "offsets 10-14" in error.message and "CRC mismatch" in error.message
+    assert worker.metrics.dead_lettered == 1
