@@ -5,9 +5,9 @@ at-least-once, key-ordered consumer it is built on; ``Backend`` is what each run
 implements; every error the bridge raises on purpose is a ``BridgeError``.
 """
 
-from .backends import AdfBackend, Backend, CreatedRun, RunStatus, create_backend
+from .backends import AdfBackend, AdfTarget, Backend, CreatedRun, RunStatus, Target, create_backend
 from .cloudevents import CloudEvent, EnvelopeMode
-from .config import AdfTarget, RetryPolicy, Settings, Target
+from .config import RetryPolicy, Settings
 from .engine import Engine
 from .errors import (
     AuthenticationFailed,

@@ -60,23 +60,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def request_from_args(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Run requests from a JSON file (one object or a list) or from flags."""
+    """Run requests from a JSON file (one object or a list) or from flags: ``--run`` gives
+    the system-specific part as JSON, ``--pipeline`` (with ``--param``) is ADF's shortcut."""
     if args.file:
         loaded = json.loads(Path(args.file).read_text())
         return loaded if isinstance(loaded, list) else [loaded]
-    if not (args.target and args.pipeline):
-        raise SystemExit("send: give --file, or --target and --pipeline")
-    parameters = {}
-    for item in args.param or []:
-        name, _, value = item.partition("=")
-        try:
-            parameters[name] = json.loads(value)
-        except json.JSONDecodeError:
-            parameters[name] = value
+    if not args.target or not (args.run or args.pipeline):
+        raise SystemExit("send: give --file, or --target and --run (or ADF's --pipeline)")
+    if args.run:
+        run = json.loads(args.run)
+    else:
+        parameters = {}
+        for item in args.param or []:
+            name, _, value = item.partition("=")
+            try:
+                parameters[name] = json.loads(value)
+            except json.JSONDecodeError:
+                parameters[name] = value
+        run = {"system": "adf", "pipelineName": args.pipeline, "parameters": parameters}
     request: dict[str, Any] = {
         "request_id": args.request_id or str(uuid.uuid4()),
         "target": args.target,
-        "run": {"system": "adf", "pipelineName": args.pipeline, "parameters": parameters},
+        "run": run,
     }
     if args.correlation_id:
         request["correlation_id"] = args.correlation_id
@@ -142,8 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     send = commands.add_parser("send", help="publish run requests to the request topic")
     send.add_argument("--file", help="JSON file: one run request, or a list of them")
     send.add_argument("--target")
-    send.add_argument("--pipeline", help="ADF pipeline name")
-    send.add_argument("--param", action="append", help="NAME=VALUE (VALUE parsed as JSON)")
+    send.add_argument("--run", help="the system-specific part as JSON, with its 'system'")
+    send.add_argument("--pipeline", help="ADF shortcut: the pipeline name")
+    send.add_argument(
+        "--param", action="append", help="ADF shortcut: NAME=VALUE (VALUE parsed as JSON)"
+    )
     send.add_argument("--request-id")
     send.add_argument("--correlation-id")
     send.add_argument("--key", help="Kafka key (default: the request id)")

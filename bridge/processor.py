@@ -42,8 +42,8 @@ from contracts import (
     System,
 )
 
-from .backends import Backend, CreatedRun
-from .config import Settings, Target
+from .backends import Backend, CreatedRun, Target
+from .config import Settings
 from .convert import RequestFacts, parse_request, record_size, request_facts
 from .engine import Record
 from .errors import (

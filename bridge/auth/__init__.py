@@ -1,13 +1,6 @@
-"""Authentication for the run APIs, as ``httpx.Auth`` flows."""
+"""Authentication for the run APIs, as ``httpx.Auth`` flows; each backend brings its own
+token source (Entra ID for ADF, OAuth 1.0a-signed for HERE)."""
 
 from ._bearer import AccessToken, BearerTokenAuth, TokenSource
-from .entra import ClientSecretTokenSource, ManagedIdentityTokenSource, token_source
 
-__all__ = [
-    "AccessToken",
-    "BearerTokenAuth",
-    "ClientSecretTokenSource",
-    "ManagedIdentityTokenSource",
-    "TokenSource",
-    "token_source",
-]
+__all__ = ["AccessToken", "BearerTokenAuth", "TokenSource"]

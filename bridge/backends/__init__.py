@@ -1,15 +1,39 @@
-"""The run APIs, each behind the same ``Backend`` protocol."""
+"""The run APIs, one package each, behind the same ``Backend`` protocol.
+
+A system plugs in with a package of its own (target settings, client, status mapping,
+name rules), a contract module for its part of the run request, and its line here: its
+target in the ``Target`` union and its backend in ``_BACKENDS``.
+"""
 
 from __future__ import annotations
 
-from ..config import Target
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from contracts import System
+
 from ._base import Backend, CreatedRun, RunStatus
-from .adf import AdfBackend
+from .adf import AdfBackend, AdfTarget
+
+Target = Annotated[AdfTarget, Field(discriminator="system")]
+"""A configured target: one system's settings, chosen by its ``system`` key."""
+
+_BACKENDS: dict[System, Callable[[Any], Backend]] = {System.ADF: AdfBackend}
 
 
 def create_backend(target: Target) -> Backend:
     """The backend for a configured target."""
-    return AdfBackend(target)
+    return _BACKENDS[target.system](target)
 
 
-__all__ = ["AdfBackend", "Backend", "CreatedRun", "RunStatus", "create_backend"]
+__all__ = [
+    "AdfBackend",
+    "AdfTarget",
+    "Backend",
+    "CreatedRun",
+    "RunStatus",
+    "Target",
+    "create_backend",
+]

@@ -16,7 +16,8 @@ class CreatedRun:
 @dataclass(frozen=True)
 class RunStatus:
     run_id: str
-    state: RunState
+    state: RunState | None
+    """None when the backend's status is one the bridge does not know: it is kept raw."""
     backend_status: str
     message: str | None = None
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bridge.backends import AdfBackend
-from bridge.config import AdfTarget
+from bridge.backends.adf import AdfTarget
 from bridge.errors import BackendRejected, InvalidIdentifier
 from contracts import AdfRun, RunState
 from emulators.adf import AdminClient, BackgroundServer

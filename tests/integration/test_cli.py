@@ -78,7 +78,7 @@ async def test_send_refuses_an_invalid_request(kafka_bootstrap: str, tmp_path: P
 
 async def test_run_refuses_to_start_without_its_secret() -> None:
     targets = (
-        '{"t": {"system": "adf", "subscription_id": "s", "resource_group": "r", "factory": "fff",'
+        '{"t": {"system": "adf", "subscription_id": "12345678-1234-1234-1234-12345678abcd", "resource_group": "r", "factory": "fff",'
         ' "credential": {"type": "client_secret", "tenant_id": "t", "client_id": "c",'
         ' "client_secret_env": "RUNBRIDGE_TEST_UNSET_SECRET"}}}'
     )

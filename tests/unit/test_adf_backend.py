@@ -7,10 +7,16 @@ import json
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from bridge.auth import AccessToken
-from bridge.backends.adf import AdfBackend, create_run_request, segment
-from bridge.config import AdfTarget
+from bridge.backends.adf import (
+    AdfBackend,
+    AdfTarget,
+    create_run_request,
+    run_status,
+    segment,
+)
 from bridge.errors import (
     AuthenticationFailed,
     BackendRejected,
@@ -22,7 +28,7 @@ from contracts import AdfRun, RunState
 TARGET = AdfTarget.model_validate(
     {
         "base_url": "https://arm.test",
-        "subscription_id": "12345678-1234-1234-1234-12345678abc",
+        "subscription_id": "12345678-1234-1234-1234-12345678abcd",
         "resource_group": "rg",
         "factory": "my-factory",
         "credential": {
@@ -186,6 +192,32 @@ async def test_get_run_maps_adf_status_to_run_state() -> None:
     )
     status = await adf.get_run("r")
     assert (status.state, status.backend_status) == (RunState.RUNNING, "InProgress")
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ("Queued", RunState.QUEUED),
+        ("InProgress", RunState.RUNNING),
+        ("Canceling", RunState.CANCELLING),
+        ("Cancelled", RunState.CANCELLED),
+        ("Succeeded", RunState.SUCCEEDED),
+        ("Failed", RunState.FAILED),
+        ("Paused", None),
+    ],
+)
+def test_every_adf_status_has_its_state_and_an_unknown_one_stays_raw(
+    status: str, state: RunState | None
+) -> None:
+    mapped = run_status({"runId": "r", "status": status, "message": "m"})
+    assert (mapped.state, mapped.backend_status, mapped.message) == (state, status, "m")
+
+
+def test_a_subscription_id_that_is_not_a_uuid_is_refused_at_start_up() -> None:
+    with pytest.raises(ValidationError, match="subscription_id"):
+        AdfTarget.model_validate(
+            {**TARGET.model_dump(mode="json"), "subscription_id": "my-subscription"}
+        )
 
 
 async def test_cancelling_a_finished_run_is_not_an_error() -> None:

@@ -18,9 +18,8 @@ from hypothesis import event as note
 from hypothesis import strategies as st
 
 from bridge import cloudevents
-from bridge.backends.adf import create_run_request
+from bridge.backends.adf import AdfTarget, create_run_request
 from bridge.cloudevents import EnvelopeMode
-from bridge.config import AdfTarget
 from bridge.convert import parse_request, request_facts, request_record
 from bridge.errors import (
     ContractViolation,

@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 
-from .._http import json_object, status_error, transport_error
-from ..config import ClientSecretCredential, ManagedIdentityCredential
-from ..errors import AuthenticationFailed, TransientBackendError
-from ._bearer import AccessToken
+from ..._http import json_object, status_error, transport_error
+from ...auth import AccessToken
+from ...errors import AuthenticationFailed, TransientBackendError
+from ._target import ClientSecretCredential, ManagedIdentityCredential
 
 
 def _token_from(payload: dict[str, Any], now: float) -> AccessToken:

@@ -2,58 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import httpx
 
-from contracts import AdfRun, RunState, System
+from contracts import AdfRun, RunSpec, System
 
-from .._http import json_object, status_error, transport_error
-from ..auth import BearerTokenAuth, TokenSource, token_source
-from ..config import AdfTarget
-from ..errors import AuthenticationFailed, BackendRejected, InvalidIdentifier, OutcomeUnknown
-from ._base import CreatedRun, RunStatus
+from ..._http import json_object, status_error, transport_error
+from ...auth import BearerTokenAuth, TokenSource
+from ...errors import AuthenticationFailed, BackendRejected, OutcomeUnknown
+from .._base import CreatedRun, RunStatus
+from ._entra import token_source
+from ._names import factory_path, segment
+from ._status import run_status
+from ._target import AdfTarget
 
 API_VERSION = "2018-06-01"
-
-#: (pattern, min length, max length) from the REST specification.
-NAME_RULES: dict[str, tuple[re.Pattern[str], int, int]] = {
-    "subscription": (re.compile(r"^[A-Za-z0-9-]+$"), 1, 64),
-    "resource group": (re.compile(r"^[-\w._()]+$"), 1, 90),
-    "factory": (re.compile(r"^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*$"), 3, 63),
-    "pipeline": (re.compile(r"^[A-Za-z0-9_][^<>*#.%&:\\+?/]*$"), 1, 260),
-    "run id": (re.compile(r"^[A-Za-z0-9-]+$"), 1, 128),
-}
-
-STATUS_TO_STATE: dict[str, RunState] = {
-    "Queued": RunState.QUEUED,
-    "InProgress": RunState.RUNNING,
-    "Canceling": RunState.CANCELLING,
-    "Succeeded": RunState.SUCCEEDED,
-    "Failed": RunState.FAILED,
-    "Cancelled": RunState.CANCELLED,
-}
-
-
-def segment(kind: str, value: str) -> str:
-    """Validate a path segment against ADF's naming rules, then percent-encode it."""
-    pattern, shortest, longest = NAME_RULES[kind]
-    if not shortest <= len(value) <= longest or not pattern.fullmatch(value):
-        raise InvalidIdentifier(
-            f"invalid ADF {kind} name {value!r}: must match {pattern.pattern} "
-            f"and be {shortest}-{longest} characters"
-        )
-    return quote(value, safe="")
-
-
-def factory_path(target: AdfTarget) -> str:
-    return (
-        f"/subscriptions/{segment('subscription', target.subscription_id)}"
-        f"/resourceGroups/{segment('resource group', target.resource_group)}"
-        f"/providers/Microsoft.DataFactory/factories/{segment('factory', target.factory)}"
-    )
 
 
 def create_run_request(target: AdfTarget, run: AdfRun) -> tuple[str, dict[str, str], Any]:
@@ -79,19 +43,6 @@ def cloud_error(response: httpx.Response) -> tuple[str | None, str | None]:
     if not isinstance(error, dict):
         return None, response.text[:500] or None
     return error.get("code"), error.get("message")
-
-
-def run_status(payload: dict[str, Any]) -> RunStatus:
-    status = str(payload.get("status"))
-    state = STATUS_TO_STATE.get(status)
-    if state is None:
-        state = RunState.RUNNING
-    return RunStatus(
-        run_id=str(payload.get("runId")),
-        state=state,
-        backend_status=status,
-        message=payload.get("message") or None,
-    )
 
 
 class AdfBackend:
@@ -148,7 +99,9 @@ class AdfBackend:
             response, operation=operation, idempotent=idempotent, code=code, message=message
         )
 
-    async def create_run(self, run: AdfRun, *, request_id: str) -> CreatedRun:
+    async def create_run(self, run: RunSpec, *, request_id: str) -> CreatedRun:
+        if not isinstance(run, AdfRun):  # the router sends each system to its own backend
+            raise TypeError(f"an ADF target cannot run a {run.system} request")
         path, query, body = create_run_request(self._target, run)
         response = await self._call(
             "POST",
