@@ -15,7 +15,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from contracts import RunCreatedV1, RunRequestedV1, RunStateChangedV1
+from contracts import RunCreatedV1, RunRequestedV1, RunStateChangedV2
 
 from . import __version__
 from .config import Settings
@@ -48,7 +48,7 @@ def build(settings: Settings) -> dict[str, Any]:
     broker.publisher(
         settings.state_topic,
         title="run-state-changed",
-        schema=RunStateChangedV1,
+        schema=RunStateChangedV2,
         description="A run changed state, or a request was REJECTED (with the reason)." + _ENVELOPE,
     )
     broker.publisher(

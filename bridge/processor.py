@@ -22,15 +22,12 @@ commit the record's offset.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 
 from contracts import (
     DeadLetterHeaders,
@@ -38,7 +35,7 @@ from contracts import (
     RunCreatedV1,
     RunRequestedV1,
     RunState,
-    RunStateChangedV1,
+    RunStateChangedV2,
     System,
 )
 
@@ -57,17 +54,12 @@ from .errors import (
 )
 from .metrics import Metrics
 from .outputs import OutputBuilder, event_id, output_key
+from .publisher import Publisher, Sink
 from .raw_records import UnreadableBatch
 from .retry import Attempts, call_with_retries
 from .sink import OutputRecord
 
 log = logging.getLogger(__name__)
-
-
-class Sink(Protocol):
-    """Where outputs go: one attempt, raising OutputRejected or a KafkaError."""
-
-    async def send(self, output: OutputRecord) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -129,9 +121,8 @@ class RequestProcessor:
         self._settings = settings
         self._targets = targets
         self._backends = backends
-        self._sink = sink
+        self._publisher = Publisher(sink, metrics, backoff=publish_retry_backoff)
         self._outputs = OutputBuilder(source=settings.event_source, mode=settings.envelope_mode)
-        self._publish_backoff = publish_retry_backoff
         self._now = clock
         self.metrics = metrics
 
@@ -251,16 +242,17 @@ class RequestProcessor:
         return self._outputs.event(
             self._settings.state_topic,
             output_key(record, facts.request_id),
-            RunStateChangedV1(
+            RunStateChangedV2(
                 request_id=facts.request_id,
                 correlation_id=facts.correlation_id,
                 target=facts.target,
                 system=self._system_of(facts.target),
                 state=state,
+                terminal=True,  # the bridge has nothing more to say about it
                 reason=Reason(code=failed.reason, message=failed.message),
                 at=self._now(),
             ),
-            event_id=event_id(RunStateChangedV1.event_type, facts.request_id, state),
+            event_id=event_id(RunStateChangedV2.event_type, facts.request_id, state),
             subject=str(facts.request_id),
             correlation_id=facts.correlation_id,
             time=self._now(),
@@ -292,7 +284,7 @@ class RequestProcessor:
             if not isinstance(exc, OutputRejected):
                 log.exception("building the dead letter of %s failed", where(record))
             bare = self._outputs.bare_dead_letter(self._dlq, record, error, repr(exc))
-            await self._send_until_taken(record, bare)
+            await self._publisher.send_until_taken(bare, about=where(record))
         self.metrics.dead_lettered += 1
         log.warning("dead-lettered %s: %s: %s", where(record), failed.reason, error.message)
 
@@ -329,57 +321,16 @@ class RequestProcessor:
             last_failure=now,
         )
         bare = self._outputs.bare_dead_letter(self._dlq, None, error, batch.reason)
-        await self._send_until_taken(None, bare)
+        await self._publisher.send_until_taken(bare, about=span)
         self.metrics.dead_lettered += 1
         log.warning("dead-lettered unreadable records at %s: %s", span, batch.reason)
-
-    # -- sending -----------------------------------------------------------------------
 
     @property
     def _dlq(self) -> str:
         return self._settings.dead_letter_topic
 
-    async def _send(self, record: Record | None, output: OutputRecord) -> None:
-        """Send and wait for the ack, waiting out any Kafka failure but a refusal of this
-        record, which raises OutputRejected for the caller's fallback."""
-        delay = self._publish_backoff
-        while True:
-            try:
-                await self._sink.send(output)
-                return
-            except KafkaError as exc:
-                self.metrics.publish_retries += 1
-                log.warning(
-                    "publishing an output of %s to %s failed (%r); retrying in %.1fs",
-                    where(record) if record is not None else "unreadable records",
-                    output.topic,
-                    exc,
-                    delay,
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
-    async def _send_until_taken(self, record: Record | None, output: OutputRecord) -> None:
-        """The last fallback: a bare dead letter. Kafka refusing even that means the
-        dead-letter topic itself is unusable (e.g. compacted, or a tiny size limit); the
-        record waits for it to be fixed rather than be lost."""
-        delay = self._publish_backoff
-        while True:
-            try:
-                await self._send(record, output)
-                return
-            except OutputRejected as refused:
-                self.metrics.publish_retries += 1
-                log.error(
-                    "the dead-letter topic %s refuses even a bare dead letter of %s (%s); "
-                    "retrying in %.1fs",
-                    output.topic,
-                    where(record) if record is not None else "unreadable records",
-                    refused,
-                    delay,
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    async def _send(self, record: Record, output: OutputRecord) -> None:
+        await self._publisher.send(output, about=where(record))
 
     def _system_of(self, target_name: str | None) -> System | None:
         target = self._targets.get(target_name) if target_name else None

@@ -13,10 +13,12 @@ from .dead_letter_v1 import DeadLetterHeaders
 from .run_created_v1 import RunCreatedV1
 from .run_requested_v1 import RunRequestedV1, RunSpec
 from .run_state_changed_v1 import Reason, RunStateChangedV1
+from .run_state_changed_v2 import RunStateChangedV2
 
 #: Every event type the project defines, by CloudEvents ``type``.
 EVENT_TYPES: dict[str, type[Event]] = {
-    model.event_type: model for model in (RunRequestedV1, RunCreatedV1, RunStateChangedV1)
+    model.event_type: model
+    for model in (RunRequestedV1, RunCreatedV1, RunStateChangedV1, RunStateChangedV2)
 }
 
 #: The event types the bridge accepts on its request topic.
@@ -35,5 +37,6 @@ __all__ = [
     "RunSpec",
     "RunState",
     "RunStateChangedV1",
+    "RunStateChangedV2",
     "System",
 ]

@@ -17,6 +17,6 @@ def test_every_topic_is_described_with_its_contract() -> None:
     )
     addresses = {channel["address"] for channel in spec["channels"].values()}
     assert addresses == {"in", "c", "s", "d"}
-    assert {"RunRequestedV1", "RunCreatedV1", "RunStateChangedV1"} <= set(
+    assert {"RunRequestedV1", "RunCreatedV1", "RunStateChangedV2"} <= set(
         spec["components"]["schemas"]
     )
