@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 JSON_CONTENT_TYPE = "application/json"
 _REQUIRED = ("id", "source", "type", "specversion")
 _KNOWN = (*_REQUIRED, "time", "subject", "dataschema", "datacontenttype")
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+_STRUCTURED_JSON = "application/cloudevents+json"
 
 
 class EnvelopeMode(StrEnum):
@@ -119,8 +122,8 @@ def _is_json(content_type: str | None) -> bool:
 def _parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:  # RFC 3339 allows a lower-case t and z
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise NotACloudEvent(f"attribute 'time' is not RFC 3339: {value!r}") from None
 
@@ -173,6 +176,10 @@ def _read_headers(headers: Headers) -> tuple[str | None, dict[str, str]]:
             content_type = _text(raw, "the content-type header")
         elif lowered.startswith("ce_"):
             attribute = lowered[3:]
+            if not _ATTRIBUTE_NAME.fullmatch(attribute):
+                raise NotACloudEvent(
+                    f"header {name!r}: attribute names are lower-case letters and digits"
+                )
             if attribute in attributes:
                 raise NotACloudEvent(f"the attribute {attribute!r} is given twice")
             attributes[attribute] = _text(raw, f"header {name}")
@@ -204,7 +211,10 @@ def decode(value: bytes | None, headers: Headers) -> CloudEvent:
     content_type, attributes = _read_headers(headers)
     if value is None:
         raise NotACloudEvent("record has no value (a tombstone)")
-    if content_type is not None and content_type.lower().startswith("application/cloudevents"):
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type.startswith("application/cloudevents"):
+        if media_type != _STRUCTURED_JSON:
+            raise NotACloudEvent(f"the event format {media_type!r} is not supported: use JSON")
         envelope = _json(value, "structured event")
         if not isinstance(envelope, dict):
             raise NotACloudEvent("structured event is not a JSON object")

@@ -41,7 +41,7 @@ def record_size(key: bytes | None, value: bytes | None, headers: cloudevents.Hea
     return (
         len(key or b"")
         + len(value or b"")
-        + sum(len(name) + len(raw or b"") for name, raw in headers)
+        + sum(len(cloudevents.name_bytes(name)) + len(raw or b"") for name, raw in headers)
     )
 
 

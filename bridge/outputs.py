@@ -11,6 +11,7 @@ from datetime import datetime
 from uuid import UUID
 
 from contracts import DeadLetterHeaders, Event
+from contracts.dead_letter_v1 import HEADER_PREFIX
 
 from .cloudevents import CloudEvent, EnvelopeMode, encode, name_bytes
 from .engine import Record
@@ -79,10 +80,16 @@ class OutputBuilder:
         return OutputRecord(topic, key, value, tuple(headers))
 
     def dead_letter(self, topic: str, record: Record, error: DeadLetterHeaders) -> OutputRecord:
-        """The original record byte for byte, plus the error headers. Header names that are
+        """The original record byte for byte, plus the error headers of this failure (those
+        of an earlier one, on a replayed dead letter, are replaced). Header names that are
         not UTF-8 cannot be written back: they are left out, and ``original_dropped`` says so.
         A record needs a key or a value, so a null key next to a null value becomes empty."""
-        kept, dropped = encodable_headers(tuple(record.headers or ()))
+        original = tuple(
+            (name, value)
+            for name, value in record.headers or ()
+            if not name.startswith(HEADER_PREFIX)
+        )
+        kept, dropped = encodable_headers(original)
         missing = []
         if dropped:
             missing.append(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from ._common import Contract, Name, PortableJson, System, Text
 
@@ -29,7 +29,7 @@ class AdfRun(Contract):
         pattern=r"^[A-Za-z0-9-]{1,128}$",
         description="Rerun with the parameters of this earlier run (always a new run).",
     )
-    is_recovery: bool | None = Field(
+    is_recovery: StrictBool | None = Field(
         default=None,
         alias="isRecovery",
         description="Group the new run with the referenced run.",
@@ -41,7 +41,7 @@ class AdfRun(Contract):
         max_length=260,
         description="Recovery: start the rerun at this activity.",
     )
-    start_from_failure: bool | None = Field(
+    start_from_failure: StrictBool | None = Field(
         default=None,
         alias="startFromFailure",
         description="Recovery: start the rerun from the failed activities.",

@@ -92,3 +92,30 @@ def test_absurdly_nested_json_is_undecodable_not_a_crash() -> None:
     headers = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")]
     with pytest.raises(UndecodableRecord):
         cloudevents.decode(b"[" * 100_000 + b"]" * 100_000, headers)
+
+
+CE = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"s"), ("ce_type", b"t")]
+
+
+def test_rfc3339_allows_a_lower_case_t_and_z() -> None:
+    event = cloudevents.decode(b"{}", [*CE, ("ce_time", b"2026-11-25t01:02:03z")])
+    assert event.time is not None and event.time.utcoffset() is not None
+
+
+@pytest.mark.parametrize("name", ["ce_", "ce_trace-id", "ce_Ünïcode"])
+def test_a_ce_header_must_name_an_attribute_in_lower_case_letters_and_digits(name: str) -> None:
+    with pytest.raises(NotACloudEvent):
+        cloudevents.decode(b"{}", [*CE, (name, b"x")])
+
+
+@pytest.mark.parametrize(
+    "content_type", [b"application/cloudevents+xml", b"application/cloudevents-batch+json"]
+)
+def test_only_the_json_event_format_is_read(content_type: bytes) -> None:
+    with pytest.raises(NotACloudEvent, match="not supported"):
+        cloudevents.decode(b"{}", [("content-type", content_type)])
+
+
+def test_headers_the_bridge_does_not_read_may_be_null_or_binary() -> None:
+    event = cloudevents.decode(b"{}", [*CE, ("trace", b"\xff\x00"), ("empty", None)])
+    assert event.data == {}

@@ -39,3 +39,9 @@ def test_a_bad_targets_file_is_reported_without_its_secrets(tmp_path: Path) -> N
     assert "tenant_id" in caught.value.message
     assert "pa55w0rd-secret" not in caught.value.message
     assert "pa55w0rd-secret" not in json.dumps(str(caught.value))
+
+
+def test_a_record_s_size_counts_header_names_in_bytes() -> None:
+    from bridge.convert import record_size
+
+    assert record_size(b"k", b"{}", [("ü" * 10, b"v")]) == 1 + 2 + 20 + 1

@@ -283,3 +283,22 @@ async def test_an_unreadable_batch_is_a_bare_dead_letter_naming_its_offsets() ->
     assert (error.reason, error.source_partition, error.source_offset) == ("undecodable", 1, 10)
     assert "offsets 10-14" in error.message and "CRC mismatch" in error.message
     assert worker.metrics.dead_lettered == 1
+
+
+async def test_a_replayed_dead_letter_carries_only_its_new_failure_s_error_headers() -> None:
+    stale = (
+        ("runbridge.error.request_id", b"3f1c2b7d-6f2f-4c3e-a3a5-9b0e6f1b8d52"),
+        ("runbridge.error.original_dropped", b"the original value left out: too large"),
+        ("runbridge.error.reason", b"too-large"),
+    )
+    replayed = record(value=b'{"a": 1}')
+    replayed = ConsumerRecord(**{**replayed.__dict__, "headers": stale})
+    sink = Sink()
+    await processor(sink, Backend("run-1"))(replayed)
+    error = error_of(sink.sent[0])
+    assert (error.reason, error.request_id, error.original_dropped) == (
+        "not-a-cloudevent",
+        None,
+        None,
+    )
+    assert [n for n, _ in sink.sent[0].headers].count("runbridge.error.reason") == 1
