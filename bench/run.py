@@ -125,6 +125,7 @@ async def bridge_case(bootstrap: str, emulator_url: str, max_in_flight: int) -> 
         created_topic=f"{prefix}.created",
         state_topic=f"{prefix}.state",
         dead_letter_topic=f"{prefix}.dead-letter",
+        ledger_topic=f"{prefix}.ledger",
         max_in_flight=max_in_flight,
         retry=RetryPolicy(initial_backoff_seconds=0.05, max_backoff_seconds=1),
         targets={"bench": target},  # type: ignore[dict-item]

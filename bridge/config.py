@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     created_topic: str = "runbridge.run-created"
     state_topic: str = "runbridge.run-state-changed"
     dead_letter_topic: str = "runbridge.dead-letter"
+    ledger_topic: str = Field(
+        default="runbridge.run-ledger",
+        description="Compacted, with as many partitions as the requests topic; created on "
+        "first use.",
+    )
+    ledger_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long the ledger remembers a request: a request delivered again "
+        "within this time starts nothing. Keep it above every target's tracking deadline.",
+    )
     envelope_mode: EnvelopeMode = EnvelopeMode.BINARY
     event_source: str = "/runbridge"
     max_in_flight: int = Field(default=256, ge=1)

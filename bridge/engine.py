@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 Handler = Callable[[Record], Awaitable[None]]
 UnreadableHandler = Callable[[TopicPartition, UnreadableBatch], Awaitable[None]]
+PartitionsHook = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
 def ordering_key(record: Record) -> Hashable:
@@ -62,7 +63,7 @@ class Stall:
         what = (
             f"the record at offset {self.offset} is still in flight"
             if self.offset is not None
-            else "reading it keeps failing"
+            else "reading or preparing it keeps failing"
         )
         return f"{where} has made no progress for {self.seconds:.0f}s: {what}"
 
@@ -74,6 +75,8 @@ class Engine:
         handler: Handler,
         *,
         on_unreadable: UnreadableHandler | None = None,
+        prepare: PartitionsHook | None = None,
+        release: PartitionsHook | None = None,
         max_in_flight: int = 256,
         commit_interval: float = 1.0,
         commit_timeout: float = 10.0,
@@ -87,6 +90,8 @@ class Engine:
         self._consumer = consumer
         self._handler = handler
         self._on_unreadable = on_unreadable
+        self._prepare = prepare
+        self._release = release
         self._max_in_flight = max_in_flight
         self._commit_interval = commit_interval
         self._commit_timeout = commit_timeout
@@ -103,6 +108,9 @@ class Engine:
         self._last_read = time.monotonic()
         self._reads_failing_since: float | None = None
         self._stalled: dict[TopicPartition, Stall] = {}
+        self._ready: set[TopicPartition] = set()
+        self._assigned_at: dict[TopicPartition, float] = {}
+        self._next_prepare = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -145,15 +153,18 @@ class Engine:
         While a partition is full, reads are short, so it is served soon after it has room.
         """
         assignment = self._consumer.assignment()
+        await self._prepare_new(assignment)
         share = self._share()
 
         def has_room(tp: TopicPartition) -> bool:
             tracked = self._partitions.get(tp)
-            return tracked is None or tracked.in_flight < share
+            return tp in self._ready and (tracked is None or tracked.in_flight < share)
 
         readable = [tp for tp in assignment if has_room(tp)]
-        if assignment and not readable:
-            has_room_again = await self._wait_until(lambda: any(map(has_room, assignment)), 1.0)
+        if not readable:  # getmany() without partitions would read every partition
+            has_room_again = await self._wait_until(
+                lambda: any(map(has_room, assignment)), 1.0 if assignment else 0.2
+            )
             if not has_room_again and time.monotonic() - self._last_read > self._keepalive_interval:
                 await self._poll_without_reading()
             return
@@ -162,6 +173,29 @@ class Engine:
         self._last_read = time.monotonic()
         self._reads_failing_since = None
         self._dispatch(batch)
+
+    async def _prepare_new(self, assignment: set[TopicPartition]) -> None:
+        """Partitions are read only once ``prepare`` has run for them (the bridge restores
+        their ledger then). It runs here, in the loop, not in the rebalance callback, so a
+        slow or failing restore holds back only those partitions; it is tried again after
+        a pause, and a partition never made ready shows as stalled."""
+        new = assignment - self._ready
+        for tp in new:
+            self._assigned_at.setdefault(tp, time.monotonic())
+        if not new:
+            return
+        if self._prepare is None:
+            self._ready |= new
+            return
+        if time.monotonic() < self._next_prepare:
+            return
+        try:
+            await self._prepare(set(new))
+        except Exception:
+            log.exception("preparing %s failed; trying again", sorted(new))
+            self._next_prepare = time.monotonic() + self._retry_backoff
+            return
+        self._ready |= new
 
     async def _poll_without_reading(self) -> None:
         """While every partition stays full, poll now and then without taking records, or
@@ -289,7 +323,11 @@ class Engine:
         )
         for tp in self._consumer.assignment():
             tracked = self._partitions.get(tp)
-            if tracked is not None and tracked.in_flight:
+            if tp not in self._ready:
+                waiting = now - self._assigned_at.get(tp, now)
+                if waiting > self._stall_timeout:
+                    stalls[tp] = Stall(tp, waiting, None)
+            elif tracked is not None and tracked.in_flight:
                 idle = now - tracked.last_progress
                 if idle > self._stall_timeout:
                     stalls[tp] = Stall(tp, idle, tracked.oldest_in_flight)
@@ -395,6 +433,14 @@ class Engine:
         for tp in partitions:
             self._partitions.pop(tp, None)
             self._stalled.pop(tp, None)
+            self._assigned_at.pop(tp, None)
+        released = partitions & self._ready
+        self._ready -= partitions
+        if released and self._release is not None:
+            try:
+                await self._release(released)
+            except Exception:
+                log.exception("releasing %s failed", sorted(released))
 
 
 def _unreadable(item: RawRecord | UnreadableBatch) -> bool:

@@ -113,9 +113,14 @@ class TransientBackendError(BackendError):
 
 
 class OutcomeUnknown(BackendError):
-    """The run API answered in a way that does not say whether a run was started."""
+    """The bridge cannot tell whether, or which, run was started: the run API's answer
+    said nothing, or looking for the run found several that could be it (``candidates``)."""
 
     reason = "outcome-unknown"
+
+    def __init__(self, message: str, *, candidates: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.candidates = candidates or []
 
 
 class OutputRejected(BridgeError):

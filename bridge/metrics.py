@@ -13,9 +13,15 @@ class Metrics:
     unknown_outcomes: int = 0
     dead_lettered: int = 0
     retries: int = 0
-    possible_duplicates: int = 0
-    """createRun attempts whose outcome was unknown (timeout, dropped connection, 5xx after
-    sending): each may have started a run that no run-created event reports."""
+    unclear_attempts: int = 0
+    """createRun attempts whose answer was lost (timeout, dropped connection, 5xx after
+    sending): the bridge looked for the run before trying again."""
+    looks: int = 0
+    """Searches of a run API for a run a request may have created."""
+    runs_found: int = 0
+    """Runs found by looking, after an unclear answer or a crash, instead of created."""
+    repeats: int = 0
+    """Requests delivered again whose run already existed: nothing was started."""
     publish_retries: int = 0
     """Outputs Kafka did not take at the first attempt and that were sent again."""
     read_failures: int = 0
@@ -26,6 +32,19 @@ class Metrics:
     """Records whose processing raised (a bug) and was retried in place."""
     stalls: int = 0
     """Times a partition with work made no progress for the stall timeout."""
+
+    state_events: int = 0
+    """run-state-changed events published about runs (not about rejected requests)."""
+    state_events_repeated: int = 0
+    """Of those, repeats of the current state after a restart or a hand-over."""
+    unknown_statuses: int = 0
+    """Observations of a status the bridge does not know (kept raw, run still followed)."""
+    polls: int = 0
+    """Status polls of the run APIs (one may span several reads)."""
+    tracking_failures: int = 0
+    """Polls that failed and were tried again later."""
+    followed_runs: int = 0
+    """Runs being followed right now."""
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

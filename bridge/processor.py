@@ -1,7 +1,10 @@
-"""One run request, from record to outputs: convert → route → call the run API → publish.
+"""One run request, from record to outputs: convert → route → start the run → publish.
 
 Every record ends in an outcome, and every outcome in outputs:
-- run-created on success;
+- run-created on success, then QUEUED; the run is then followed beside the request path
+  (``tracking``). A request whose run already exists (delivered again, replayed from the
+  dead letters) starts nothing: its run-created and current state are published again,
+  with the same CloudEvents ids (``starting``);
 - otherwise a dead letter with the reason, plus a run-state-changed event when the request
   id is known: REJECTED if the request never reached a run, UNKNOWN if the run API may
   have started one without saying so.
@@ -39,7 +42,7 @@ from contracts import (
     System,
 )
 
-from .backends import Backend, CreatedRun, Target
+from .backends import Backend, Target
 from .config import Settings
 from .convert import RequestFacts, parse_request, record_size, request_facts
 from .engine import Record
@@ -52,12 +55,15 @@ from .errors import (
     UndecodableRecord,
     UnknownTarget,
 )
+from .ledger import Ledger, LedgerEntry, NotOwned
 from .metrics import Metrics
 from .outputs import OutputBuilder, event_id, output_key
-from .publisher import Publisher, Sink
+from .publisher import Publisher
 from .raw_records import UnreadableBatch
-from .retry import Attempts, call_with_retries
+from .retry import Attempts
 from .sink import OutputRecord
+from .starting import RunStarter, Started
+from .states import RunStates
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +71,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Created:
     request: RunRequestedV1
-    run: CreatedRun
+    started: Started
+
+    @property
+    def run_id(self) -> str:
+        assert self.started.entry.run_id is not None
+        return self.started.entry.run_id
 
 
 @dataclass(frozen=True)
@@ -97,8 +108,8 @@ Outcome = Created | Failed
 
 
 def failure_state(error: Exception, attempts: Attempts) -> RunState:
-    """UNKNOWN when an attempt may have started a run, else REJECTED."""
-    unknown = attempts.ambiguous > 0 or isinstance(error, OutcomeUnknown)
+    """UNKNOWN when an attempt may have started a run that was not found, else REJECTED."""
+    unknown = attempts.unclear > 0 or isinstance(error, OutcomeUnknown)
     return RunState.UNKNOWN if unknown else RunState.REJECTED
 
 
@@ -112,17 +123,22 @@ class RequestProcessor:
         settings: Settings,
         targets: Mapping[str, Target],
         backends: Mapping[str, Backend],
-        sink: Sink,
+        publisher: Publisher,
         metrics: Metrics,
         *,
-        publish_retry_backoff: float = 1.0,
+        ledger: Ledger,
+        states: RunStates,
+        follow: Callable[[int, LedgerEntry], None] = lambda partition, entry: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
         self._targets = targets
         self._backends = backends
-        self._publisher = Publisher(sink, metrics, backoff=publish_retry_backoff)
+        self._publisher = publisher
         self._outputs = OutputBuilder(source=settings.event_source, mode=settings.envelope_mode)
+        self._starter = RunStarter(ledger, settings.retry, metrics, clock=clock)
+        self._states = states
+        self._follow = follow
         self._now = clock
         self.metrics = metrics
 
@@ -151,13 +167,12 @@ class RequestProcessor:
                 )
             request = parse_request(record.value, headers)
             backend = self._route(request)
-            created = await call_with_retries(
-                lambda: backend.create_run(request.run, request_id=str(request.request_id)),
-                self._settings.retry,
-                attempts=attempts,
-                describe=f"createRun for request {request.request_id}",
+            started = await self._starter.start(
+                request, backend, partition=record.partition, key=record.key, attempts=attempts
             )
-            return Created(request, created)
+            return Created(request, started)
+        except NotOwned:
+            raise  # the partition was handed over: its new owner decides
         except Exception as error:  # a bug must not stop the other records either
             if not isinstance(error, BridgeError):
                 log.exception("unexpected error on %s", where(record))
@@ -166,7 +181,7 @@ class RequestProcessor:
             )
         finally:
             self.metrics.retries += max(0, attempts.count - 1)
-            self.metrics.possible_duplicates += attempts.ambiguous
+            self.metrics.unclear_attempts += attempts.ambiguous
 
     @staticmethod
     def _facts(record: Record, request: RunRequestedV1 | None, error: Exception) -> RequestFacts:
@@ -186,7 +201,7 @@ class RequestProcessor:
     async def _publish_created(self, record: Record, outcome: Created) -> Failed | None:
         """Publish run-created; if that cannot be done, the Failed outcome that reports the
         run instead (it exists, so no REJECTED or UNKNOWN event is published for it)."""
-        request, run_id = outcome.request, outcome.run.run_id
+        request, run_id = outcome.request, outcome.run_id
         try:
             output = self._outputs.event(
                 self._settings.created_topic,
@@ -217,10 +232,28 @@ class RequestProcessor:
                 f"run {run_id} was created but its run-created event could not be built: {bug!r}"
             )
         else:
-            self.metrics.runs_created += 1
-            log.info("request %s → %s run %s", request.request_id, request.run.system, run_id)
+            await self._announced(record, outcome)
             return None
         return Failed(error, RequestFacts.of(request), state=None)
+
+    async def _announced(self, record: Record, outcome: Created) -> None:
+        """QUEUED for a new run; the current state again for a known one. Then the run is
+        followed to its end, beside the request path."""
+        entry, request = outcome.started.entry, outcome.request
+        if outcome.started.again:
+            await self._states.republish(entry)
+        else:
+            entry = await self._states.created(record.partition, entry)
+            if not outcome.started.found:
+                self.metrics.runs_created += 1
+            log.info(
+                "request %s → %s run %s%s",
+                request.request_id,
+                request.run.system,
+                outcome.run_id,
+                " (found after an unclear answer)" if outcome.started.found else "",
+            )
+        self._follow(record.partition, entry)
 
     async def _publish_failure(self, record: Record, failed: Failed) -> None:
         request_id = failed.facts.request_id
@@ -250,6 +283,9 @@ class RequestProcessor:
                 state=state,
                 terminal=True,  # the bridge has nothing more to say about it
                 reason=Reason(code=failed.reason, message=failed.message),
+                candidates=failed.error.candidates
+                if isinstance(failed.error, OutcomeUnknown) and failed.error.candidates
+                else None,
                 at=self._now(),
             ),
             event_id=event_id(RunStateChangedV2.event_type, facts.request_id, state),

@@ -35,8 +35,20 @@ class Attempts:
 
     count: int = 0
     ambiguous: int = 0
+    """Attempts that may have taken effect although they failed (the answer was lost)."""
+    cleared: int = 0
+    """Of those, how many a later look settled: the bridge found what they did, or that
+    they did nothing."""
     first_failure: datetime | None = None
     last_failure: datetime | None = None
+
+    @property
+    def unclear(self) -> int:
+        """Ambiguous attempts whose effect is still not known."""
+        return self.ambiguous - self.cleared
+
+    def clear(self) -> None:
+        self.cleared = self.ambiguous
 
     def failed(self, error: BaseException) -> None:
         now = datetime.now(UTC)

@@ -1,4 +1,5 @@
-"""The running bridge: Kafka source → RequestProcessor → Kafka sink, wired from Settings."""
+"""The running bridge, wired from Settings: Kafka source → RequestProcessor → Kafka sink,
+with the run ledger restored per partition and every run followed by the RunTracker."""
 
 from __future__ import annotations
 
@@ -6,18 +7,35 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
+from pydantic import TypeAdapter
+
+from contracts import RunSpec
 
 from . import health
 from .backends import Backend, create_backend
 from .config import Settings
 from .engine import Engine
+from .ledger import KafkaLedger
 from .metrics import Metrics
+from .outputs import OutputBuilder
 from .processor import RequestProcessor
+from .publisher import Publisher
 from .sink import EventSink
+from .states import RunStates
+from .topics import ensure_ledger_topic
+from .tracking import RunTracker
+
+_RUN_SPEC: TypeAdapter[RunSpec] = TypeAdapter(RunSpec)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +72,63 @@ class Bridge:
             # evicts this member mid-drain and the final commit is lost.
             rebalance_timeout_ms=int((settings.shutdown_timeout_seconds + 15) * 1000),
         )
-        processor = RequestProcessor(
-            settings, self.targets, backends, EventSink(producer), self.metrics
+        publisher = Publisher(EventSink(producer), self.metrics)
+        ledger = KafkaLedger(publisher, settings.bootstrap_servers, settings.ledger_topic)
+        states = RunStates(
+            ledger,
+            publisher,
+            OutputBuilder(source=settings.event_source, mode=settings.envelope_mode),
+            topic=settings.state_topic,
+            metrics=self.metrics,
+            clock=_now,
         )
+        tracker = self.tracker = RunTracker(
+            backends,
+            {name: target.tracking for name, target in self.targets.items()},
+            states,
+            self.metrics,
+            run_spec=lambda entry: _RUN_SPEC.validate_python(entry.run),
+            clock=_now,
+        )
+        processor = RequestProcessor(
+            settings,
+            self.targets,
+            backends,
+            publisher,
+            self.metrics,
+            ledger=ledger,
+            states=states,
+            follow=tracker.follow,
+            clock=_now,
+        )
+        ledger_ready = False
+
+        async def prepare(partitions: set[TopicPartition]) -> None:
+            """Before a partition's records: its ledger, and its runs followed again."""
+            nonlocal ledger_ready
+            if not ledger_ready:
+                await ensure_ledger_topic(
+                    settings.bootstrap_servers,
+                    settings.requests_topic,
+                    settings.ledger_topic,
+                    retention_ms=int(settings.ledger_retention_days * 86_400_000),
+                )
+                ledger_ready = True
+            restored = await ledger.restore(tp.partition for tp in partitions)
+            for partition, entry in restored:
+                tracker.follow(partition, entry, republish=True)
+
+        async def release(partitions: set[TopicPartition]) -> None:
+            numbers = [tp.partition for tp in partitions]
+            tracker.drop(numbers)
+            ledger.forget(numbers)
+
         engine = self._engine = Engine(
             consumer,
             processor,
             on_unreadable=processor.unreadable,
+            prepare=prepare,
+            release=release,
             max_in_flight=settings.max_in_flight,
             commit_interval=settings.commit_interval_seconds,
             drain_timeout=settings.shutdown_timeout_seconds,
@@ -86,7 +154,13 @@ class Bridge:
                 ", ".join(sorted(self.targets)) or "(none)",
             )
             reporter = asyncio.create_task(self._report_metrics(stop))
-            await engine.run(stop)
+            tracking_stop = asyncio.Event()
+            following = asyncio.create_task(tracker.run(tracking_stop))
+            try:
+                await engine.run(stop)
+            finally:
+                tracking_stop.set()
+                await following
             await reporter
 
     def _write_health(self) -> None:

@@ -38,6 +38,8 @@ class OutputRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
+    partition: int | None = None
+    """None: chosen by the key, as for every event; the ledger names its partition."""
 
 
 class EventSink:
@@ -54,7 +56,11 @@ class EventSink:
     async def send(self, output: OutputRecord) -> None:
         try:
             await self._producer.send_and_wait(
-                output.topic, value=output.value, key=output.key, headers=list(output.headers)
+                output.topic,
+                value=output.value,
+                key=output.key,
+                headers=list(output.headers),
+                partition=output.partition,
             )
         except _REFUSED_FOR_GOOD as exc:
             raise OutputRejected(f"Kafka refused a record for {output.topic}: {exc!r}") from exc

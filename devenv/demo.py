@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bridge.config import Settings
 from emulators.adf import AdfEmulatorConfig, run_in_thread
@@ -36,6 +37,10 @@ tenant_id = "local-tenant"
 client_id = "runbridge-local"
 client_secret_env = "DEMO_ADF_CLIENT_SECRET"
 authority = "{url}"
+
+[targets.sales-adf.tracking]
+min_interval_seconds = 0.5
+max_interval_seconds = 2
 """
 
 
@@ -50,7 +55,7 @@ async def exchange(settings: Settings) -> None:
         run_request("refresh-model", target="sales-adf", correlation_id="nightly-42"),
     ]
     unknown = run_request("copy-sales", target="no-such-target")
-    say("sending 3 run requests and 1 for a target that is not configured")
+    say("sending 3 run requests (refresh-model will fail) and 1 for an unknown target")
     records = [(b"sales", *as_record(request)) for request in requests]
     records.append((b"sales", *as_record(unknown)))
     await produce(settings.bootstrap_servers, settings.requests_topic, records)
@@ -62,18 +67,30 @@ async def exchange(settings: Settings) -> None:
     for record in created:
         data = event_data(record)
         print(f"   {data['request_id']} → ADF run {data['run_id']} ({data['run']['pipelineName']})")
-    rejected = await consume(settings.bootstrap_servers, settings.state_topic, at_least=1)
-    say(f"run-state-changed events on {settings.state_topic}")
-    for record in rejected:
+
+    def ended(records: list[Any]) -> bool:
+        terminal = {event_data(r)["request_id"] for r in records if event_data(r)["terminal"]}
+        return terminal >= {r["request_id"] for r in [*requests, unknown]}
+
+    say(f"run-state-changed events on {settings.state_topic}, followed to each run's end")
+    states = await consume(settings.bootstrap_servers, settings.state_topic, until=ended)
+    by_request: dict[str, list[str]] = {}
+    for record in states:
         data = event_data(record)
-        print(f"   {data['request_id']} {data['state']}: {data['reason']['message']}")
+        by_request.setdefault(data["request_id"], []).append(data["state"])
+    for request in [*requests, unknown]:
+        name = request["run"]["pipelineName"]
+        print(
+            f"   {request['request_id']} ({name}): {' → '.join(by_request[request['request_id']])}"
+        )
+
     dead = await consume(settings.bootstrap_servers, settings.dead_letter_topic, at_least=1)
     say(f"dead letters on {settings.dead_letter_topic}")
     for record in dead:
         headers = {k: v.decode() for k, v in record.headers if k.startswith("runbridge.error.")}
         print(
             f"   offset {headers['runbridge.error.source_offset']}: "
-            f"{headers['runbridge.error.reason']}"
+            f"{headers['runbridge.error.reason']}: {headers['runbridge.error.message']}"
         )
 
 
@@ -83,7 +100,10 @@ def main() -> int:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="runbridge-demo-"))
     say("starting Kafka (KRaft, from Maven Central jars)")
-    with kafka.start(work_dir=work) as broker, run_in_thread(AdfEmulatorConfig()) as adf:
+    with (
+        kafka.start(work_dir=work) as broker,
+        run_in_thread(AdfEmulatorConfig(failing_pipelines=frozenset({"refresh-model"}))) as adf,
+    ):
         print(f"   Kafka at {broker.bootstrap_servers}, ADF emulator at {adf.url}")
         targets = work / "targets.toml"
         targets.write_text(TARGETS.format(url=adf.url))

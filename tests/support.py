@@ -46,6 +46,7 @@ def settings_for(bootstrap: str, emulator_url: str, **overrides: Any) -> Setting
         "created_topic": f"{prefix}.created",
         "state_topic": f"{prefix}.state",
         "dead_letter_topic": f"{prefix}.dead-letter",
+        "ledger_topic": f"{prefix}.ledger",
         "commit_interval_seconds": 0.2,
         "session_timeout_ms": 6000,
         "retry": RetryPolicy(

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from contracts import System
 
-from ._base import Backend, CreatedRun, RunStatus
+from ._base import Backend, CreatedRun, FollowedRun, Poll, RunStatus
 from .adf import AdfBackend, AdfTarget
 
 Target = Annotated[AdfTarget, Field(discriminator="system")]
@@ -33,6 +33,8 @@ __all__ = [
     "AdfTarget",
     "Backend",
     "CreatedRun",
+    "FollowedRun",
+    "Poll",
     "RunStatus",
     "Target",
     "create_backend",

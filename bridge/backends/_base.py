@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar, Protocol
 
 from contracts import RunSpec, RunState, System
@@ -15,11 +17,39 @@ class CreatedRun:
 
 @dataclass(frozen=True)
 class RunStatus:
+    """A run as the backend reports it."""
+
     run_id: str
     state: RunState | None
     """None when the backend's status is one the bridge does not know: it is kept raw."""
     backend_status: str
     message: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FollowedRun:
+    """A run the bridge follows, with what a backend may need to find it cheaply."""
+
+    run_id: str
+    run: RunSpec
+
+
+@dataclass(frozen=True)
+class Poll:
+    """The statuses of followed runs that changed since the last poll.
+
+    ``through`` is the moment the answer is complete up to: the next poll asks for
+    changes after it (with an overlap the backend chooses). ``reads`` counts the read
+    calls spent, for the read budget and the metrics.
+    """
+
+    statuses: Sequence[RunStatus]
+    through: datetime
+    reads: int
 
 
 class Backend(Protocol):
@@ -29,6 +59,17 @@ class Backend(Protocol):
     system: ClassVar[System]
 
     async def create_run(self, run: RunSpec, *, request_id: str) -> CreatedRun: ...
+
+    async def find_runs(
+        self, run: RunSpec, *, request_id: str, since: datetime, until: datetime
+    ) -> list[RunStatus]:
+        """Runs that this request may have created between ``since`` and ``until``: what
+        the bridge looks for before it creates again after an unclear answer."""
+        ...
+
+    async def poll(self, runs: Sequence[FollowedRun], *, since: datetime) -> Poll:
+        """The runs among ``runs`` whose status changed after ``since``."""
+        ...
 
     async def get_run(self, run_id: str) -> RunStatus: ...
 

@@ -88,7 +88,7 @@ async def test_a_wrong_secret_dead_letters_without_leaking_it(
     ],
     ids=["dropped-connection", "read-timeout", "502"],
 )
-async def test_an_unclear_outcome_is_retried_and_counted_as_a_possible_duplicate(
+async def test_a_lost_answer_is_found_by_looking_and_no_second_run_starts(
     kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient, fault: Fault
 ) -> None:
     adf.inject(fault)
@@ -98,13 +98,14 @@ async def test_an_unclear_outcome_is_retried_and_counted_as_a_possible_duplicate
     await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(run_request()))])
     async with running_bridge(settings) as bridge:
         created = await consume(kafka_bootstrap, settings.created_topic, at_least=1, settle=0.5)
-    assert len(created) == 1
-    assert bridge.metrics.possible_duplicates == 1
+    [run] = adf.runs()
+    assert [event_data(r)["run_id"] for r in created] == [run["runId"]]
+    assert (bridge.metrics.unclear_attempts, bridge.metrics.runs_found) == (1, 1)
     assert bridge.metrics.dead_lettered == 0
-    assert len(adf.runs()) == 2, "the lost answer had started a run: the ledger's job to prevent"
+    assert adf.stats()["requests"]["createRun"] == 1, "it looked instead of creating again"
 
 
-async def test_safe_failures_are_not_counted_as_possible_duplicates(
+async def test_safe_failures_are_retried_without_looking(
     kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
 ) -> None:
     adf.inject(
@@ -124,7 +125,7 @@ async def test_safe_failures_are_not_counted_as_possible_duplicates(
     async with running_bridge(settings) as bridge:
         created = await consume(kafka_bootstrap, settings.created_topic, at_least=1, settle=0.5)
     assert len(created) == 1
-    assert bridge.metrics.possible_duplicates == 0
+    assert (bridge.metrics.unclear_attempts, bridge.metrics.looks) == (0, 0)
     assert bridge.metrics.retries == 3
     assert len(adf.runs()) == 1
 
@@ -154,10 +155,13 @@ async def test_a_bridge_started_before_kafka_waits_for_it(
     assert [event_data(r)["request_id"] for r in created] == [request["request_id"]]
 
 
-async def test_when_every_attempt_had_an_unclear_outcome_the_state_is_unknown_not_rejected(
+async def test_when_a_lost_answer_cannot_be_looked_for_the_state_is_unknown_not_rejected(
     kafka_bootstrap: str, adf_server: BackgroundServer, adf: AdminClient
 ) -> None:
-    adf.inject(Fault(operation="createRun", kind="drop", after_effect=True, count=3))
+    adf.inject(
+        Fault(operation="createRun", kind="drop", after_effect=True, count=1),
+        Fault(operation="queryPipelineRuns", status=500, code="InternalServerError", count=10),
+    )
     settings = settings_for(
         kafka_bootstrap,
         adf_server.url,
@@ -173,7 +177,7 @@ async def test_when_every_attempt_had_an_unclear_outcome_the_state_is_unknown_no
     assert DeadLetterHeaders.from_kafka(dead[0].headers).reason == "retries-exhausted"
     event = event_data(state[0])
     assert (event["state"], event["reason"]["code"]) == ("UNKNOWN", "retries-exhausted")
-    assert len(adf.runs()) == 3, "each lost answer had started a run"
+    assert len(adf.runs()) == 1, "no create without looking first: nothing was started twice"
 
 
 async def test_a_request_whose_facts_cannot_be_echoed_is_still_answered_and_does_not_stall_its_key(

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from bridge.backends import CreatedRun
-from bridge.cloudevents import decode
+from bridge.backends import CreatedRun, RunStatus
+from bridge.cloudevents import EnvelopeMode, decode
 from bridge.config import RetryPolicy, Settings
 from bridge.convert import request_record
 from bridge.errors import BackendRejected, OutputRejected, TransientBackendError
+from bridge.ledger import LedgerEntry, MemoryLedger
 from bridge.metrics import Metrics
+from bridge.outputs import OutputBuilder
 from bridge.processor import RequestProcessor
+from bridge.publisher import Publisher
 from bridge.raw_records import UnreadableBatch
 from bridge.sink import OutputRecord
-from contracts import DeadLetterHeaders
+from bridge.states import RunStates
+from contracts import DeadLetterHeaders, RunState
 
 SETTINGS = Settings(
     max_request_bytes=2048,
@@ -69,6 +74,7 @@ class Backend:
     def __init__(self, *answers: str | Exception) -> None:
         self.answers = list(answers)
         self.calls = 0
+        self.existing: list[str] = []
 
     async def create_run(self, run: Any, *, request_id: str) -> CreatedRun:
         self.calls += 1
@@ -76,6 +82,9 @@ class Backend:
         if isinstance(answer, Exception):
             raise answer
         return CreatedRun(run_id=answer)
+
+    async def find_runs(self, run: Any, **window: Any) -> list[RunStatus]:
+        return [RunStatus(run_id, RunState.QUEUED, "Queued") for run_id in self.existing]
 
 
 def record(data: Any = None, *, key: bytes | None = b"k", value: bytes | None = None) -> Any:
@@ -107,14 +116,26 @@ def request(**overrides: Any) -> dict[str, Any]:
     }
 
 
-def processor(sink: Sink, backend: Backend) -> RequestProcessor:
+def processor(sink: Sink, backend: Backend, ledger: MemoryLedger | None = None) -> RequestProcessor:
+    metrics = Metrics()
+    publisher = Publisher(sink, metrics, backoff=0)
+    ledger = ledger if ledger is not None else MemoryLedger()
+    states = RunStates(
+        ledger,
+        publisher,
+        OutputBuilder(source="/runbridge", mode=EnvelopeMode.BINARY),
+        topic=STATE,
+        metrics=metrics,
+        clock=lambda: datetime.now(UTC),
+    )
     return RequestProcessor(
         SETTINGS,
         SETTINGS.all_targets(),
         {"sales": backend},  # type: ignore[dict-item]
-        sink,
-        Metrics(),
-        publish_retry_backoff=0,
+        publisher,
+        metrics,
+        ledger=ledger,
+        states=states,
     )
 
 
@@ -126,11 +147,75 @@ def data_of(output: OutputRecord) -> Any:
     return decode(output.value, list(output.headers)).data
 
 
-async def test_a_created_run_is_announced_and_nothing_else() -> None:
-    sink = Sink()
-    await processor(sink, Backend("run-1"))(record(request()))
-    assert sink.topics() == [CREATED]
+async def test_a_created_run_is_announced_then_queued_and_recorded() -> None:
+    sink, ledger = Sink(), MemoryLedger()
+    data = request()
+    await processor(sink, Backend("run-1"), ledger)(record(data))
+    assert sink.topics() == [CREATED, STATE]
     assert data_of(sink.sent[0])["run_id"] == "run-1"
+    assert (data_of(sink.sent[1])["state"], data_of(sink.sent[1])["terminal"]) == ("QUEUED", False)
+    intent, answer, queued = ledger.writes
+    assert (intent.run_id, intent.state) == (None, None), "the intent is written before the call"
+    assert (answer.run_id, queued.state) == ("run-1", RunState.QUEUED)
+
+
+async def test_the_same_request_twice_starts_one_run_and_announces_it_again() -> None:
+    sink, ledger, backend = Sink(), MemoryLedger(), Backend("run-1")
+    worker = processor(sink, backend, ledger)
+    data = request()
+    await worker(record(data))
+    await worker(record(data))
+    assert backend.calls == 1
+    assert sink.topics() == [CREATED, STATE, CREATED, STATE]
+    first, again = sink.sent[0], sink.sent[2]
+    assert dict(first.headers)["ce_id"] == dict(again.headers)["ce_id"], "same CloudEvents id"
+    assert first.value == again.value or data_of(first)["run_id"] == data_of(again)["run_id"]
+    assert worker.metrics.repeats == 1
+
+
+async def test_an_intent_without_an_answer_is_resolved_by_looking_not_by_creating() -> None:
+    """The crash window: the intent was written, the bridge died before the answer."""
+    data = request()
+    ledger = MemoryLedger()
+    await ledger.put(3, crash_window_intent(data))
+    sink, backend = Sink(), Backend("never-called")
+    backend.existing = ["run-made-before-the-crash"]
+    await processor(sink, backend, ledger)(record(data))
+    assert backend.calls == 0
+    assert data_of(sink.sent[0])["run_id"] == "run-made-before-the-crash"
+
+
+async def test_an_intent_whose_run_is_not_found_is_created_then() -> None:
+    data = request()
+    ledger = MemoryLedger()
+    await ledger.put(3, crash_window_intent(data))
+    sink, backend = Sink(), Backend("run-2")
+    await processor(sink, backend, ledger)(record(data))
+    assert backend.calls == 1
+    assert data_of(sink.sent[0])["run_id"] == "run-2"
+
+
+def crash_window_intent(data: dict[str, Any]) -> LedgerEntry:
+    now = datetime.now(UTC)
+    return LedgerEntry(
+        request_id=data["request_id"],
+        target="sales",
+        system="adf",
+        run=data["run"],
+        intent_at=now,
+        updated_at=now,
+    )
+
+
+async def test_a_lost_answer_is_found_by_looking_before_the_retry() -> None:
+    sink = Sink()
+    backend = Backend(TransientBackendError("dropped", ambiguous=True), "never")
+    backend.existing = ["run-9"]
+    worker = processor(sink, backend)
+    await worker(record(request()))
+    assert backend.calls == 1, "the retry looked first and found the run"
+    assert data_of(sink.sent[0])["run_id"] == "run-9"
+    assert (worker.metrics.runs_found, worker.metrics.runs_created) == (1, 0)
 
 
 async def test_a_refused_request_gets_rejected_and_a_dead_letter() -> None:
@@ -142,12 +227,22 @@ async def test_a_refused_request_gets_rejected_and_a_dead_letter() -> None:
     assert (sink.sent[1].key, sink.sent[1].value) == (original.key, original.value)
 
 
-async def test_an_ambiguous_failure_is_unknown_not_rejected() -> None:
+async def test_unclear_failures_with_nothing_found_are_rejected_not_unknown() -> None:
     sink = Sink()
     backend = Backend(TransientBackendError("timeout", ambiguous=True))
     await processor(sink, backend)(record(request()))
-    assert data_of(sink.sent[0])["state"] == "UNKNOWN"
+    assert data_of(sink.sent[0])["state"] == "REJECTED", "looking showed no run was made"
     assert error_of(sink.sent[1]).reason == "retries-exhausted"
+
+
+async def test_several_runs_that_could_be_the_request_s_are_unknown_with_candidates() -> None:
+    sink = Sink()
+    backend = Backend(TransientBackendError("timeout", ambiguous=True))
+    backend.existing = ["run-a", "run-b"]
+    await processor(sink, backend)(record(request()))
+    event = data_of(sink.sent[0])
+    assert (event["state"], event["candidates"]) == ("UNKNOWN", ["run-a", "run-b"])
+    assert error_of(sink.sent[1]).reason == "outcome-unknown"
 
 
 async def test_a_too_large_record_is_not_read_and_gets_no_state_event() -> None:
@@ -227,8 +322,8 @@ async def test_kafka_outages_are_waited_out_and_counted() -> None:
     sink = Sink(refuse)
     worker = processor(sink, Backend("run-1"))
     await worker(record(request()))
-    assert sink.topics() == [CREATED]
-    assert len(sink.attempts) == 3
+    assert sink.topics() == [CREATED, STATE]
+    assert len(sink.attempts) == 4
     assert worker.metrics.publish_retries == 2
 
 

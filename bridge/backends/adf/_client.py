@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -10,14 +12,22 @@ from contracts import AdfRun, RunSpec, System
 
 from ..._http import json_object, status_error, transport_error
 from ...auth import BearerTokenAuth, TokenSource
+from ...budget import ReadBudget
 from ...errors import AuthenticationFailed, BackendRejected, OutcomeUnknown
-from .._base import CreatedRun, RunStatus
+from .._base import CreatedRun, FollowedRun, Poll, RunStatus
 from ._entra import token_source
 from ._names import factory_path, segment
-from ._status import run_status
+from ._status import parameters_match, run_status
 from ._target import AdfTarget
 
 API_VERSION = "2018-06-01"
+#: queryPipelineRuns takes a list of pipeline names to filter on; above this many, the
+#: bridge asks for every run of the factory and keeps the ones it follows.
+MAX_NAMES_IN_FILTER = 100
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def create_run_request(target: AdfTarget, run: AdfRun) -> tuple[str, dict[str, str], Any]:
@@ -57,6 +67,7 @@ class AdfBackend:
     ) -> None:
         self._target = target
         self._factory_path = factory_path(target)
+        self._reads = ReadBudget(target.read_budget)
         self._tokens = tokens or token_source(target.credential, timeout=target.timeout_seconds)
         self._client = httpx.AsyncClient(
             base_url=target.base_url,
@@ -78,6 +89,8 @@ class AdfBackend:
         request_id: str | None = None,
     ) -> httpx.Response:
         headers = {"x-ms-client-request-id": request_id} if request_id else {}
+        if method == "GET" or operation == "queryPipelineRuns":
+            await self._reads.take()
         try:
             response = await self._client.request(
                 method,
@@ -117,10 +130,91 @@ class AdfBackend:
             raise OutcomeUnknown(f"createRun: HTTP {response.status_code} without a runId")
         return CreatedRun(run_id=run_id)
 
-    async def get_run(self, run_id: str) -> RunStatus:
+    @property
+    def reads(self) -> int:
+        """Read calls made (GETs and queries): what the read budget has spent."""
+        return self._reads.spent
+
+    async def _get_run_payload(self, run_id: str) -> dict[str, Any]:
         path = f"{self._factory_path}/pipelineruns/{segment('run id', run_id)}"
         response = await self._call("GET", path, operation="getRun", idempotent=True)
-        return run_status(json_object(response))
+        return json_object(response)
+
+    async def get_run(self, run_id: str) -> RunStatus:
+        return run_status(await self._get_run_payload(run_id))
+
+    async def _query(
+        self, *, since: datetime, until: datetime, filters: list[dict[str, Any]]
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """queryPipelineRuns, one page per read, following continuation tokens."""
+        body: dict[str, Any] = {
+            "lastUpdatedAfter": _iso(since),
+            "lastUpdatedBefore": _iso(until),
+            "filters": filters,
+        }
+        while True:
+            response = await self._call(
+                "POST",
+                f"{self._factory_path}/queryPipelineRuns",
+                operation="queryPipelineRuns",
+                idempotent=True,
+                json=body,
+            )
+            payload = json_object(response)
+            value = payload.get("value")
+            yield [run for run in value if isinstance(run, dict)] if isinstance(value, list) else []
+            token = payload.get("continuationToken")
+            if not isinstance(token, str) or not token:
+                return
+            body = {**body, "continuationToken": token}
+
+    async def find_runs(
+        self, run: RunSpec, *, request_id: str, since: datetime, until: datetime
+    ) -> list[RunStatus]:
+        """ADF has no idempotency key, so a run this request may have created is found by
+        its pipeline, the time window and its parameters, compared on the client. A rerun
+        is matched on the parameters it copies from its reference run (and its group)."""
+        if not isinstance(run, AdfRun):
+            raise TypeError(f"an ADF target cannot look for a {run.system} run")
+        expected: dict[str, Any] = dict(run.parameters)
+        group: str | None = None
+        if run.reference_pipeline_run_id is not None:
+            reference = await self._get_run_payload(run.reference_pipeline_run_id)
+            expected = dict(reference.get("parameters") or {})
+            group = reference.get("runGroupId") if run.is_recovery else None
+        by_name = [{"operand": "PipelineName", "operator": "Equals", "values": [run.pipeline_name]}]
+        found: list[RunStatus] = []
+        async for page in self._query(since=since, until=until, filters=by_name):
+            for payload in page:
+                status = run_status(payload)
+                if status.run_id == run.reference_pipeline_run_id:
+                    continue
+                if not parameters_match(expected, payload.get("parameters")):
+                    continue
+                if group is not None and payload.get("runGroupId") != group:
+                    continue
+                if status.started_at is not None and status.started_at < since:
+                    continue
+                found.append(status)
+        return found
+
+    async def poll(self, runs: Sequence[FollowedRun], *, since: datetime) -> Poll:
+        """One queryPipelineRuns for the whole factory (page by page): every run updated
+        since the last poll, filtered by the followed runs' pipelines when there are few."""
+        until = datetime.now(UTC)
+        names = sorted({run.run.pipeline_name for run in runs if isinstance(run.run, AdfRun)})
+        filters = (
+            [{"operand": "PipelineName", "operator": "In", "values": names}]
+            if 0 < len(names) <= MAX_NAMES_IN_FILTER
+            else []
+        )
+        wanted = {run.run_id for run in runs}
+        statuses: list[RunStatus] = []
+        reads = 0
+        async for page in self._query(since=since, until=until, filters=filters):
+            reads += 1
+            statuses.extend(run_status(p) for p in page if p.get("runId") in wanted)
+        return Poll(statuses=statuses, through=until, reads=reads)
 
     async def cancel_run(self, run_id: str) -> None:
         """Cancel a run; a run that has already ended is not an error."""

@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from contracts import System
 
-from ..._settings import Strict
+from ..._settings import BudgetSpec, Strict, TrackingSpec
 from ...errors import ConfigurationError
 
 ARM_SCOPE = "https://management.azure.com/.default"
@@ -89,3 +89,8 @@ class AdfTarget(Strict):
     factory: str
     credential: AdfCredential
     timeout_seconds: float = Field(default=30.0, gt=0)
+    read_budget: BudgetSpec = Field(
+        default_factory=BudgetSpec,
+        description="Below ARM's 250 reads refilling 25/s per principal, to leave room.",
+    )
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)

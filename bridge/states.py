@@ -1,0 +1,252 @@
+"""A run's states, published in order and recorded in the ledger.
+
+Every change of a run's state goes through ``RunStates``: under the request's lock it
+works out the states between the last one published and the one observed, publishes a
+run-state-changed event for each, then records the last in the ledger. Publishing comes
+first, so a crash in between repeats an event rather than losing one. An event's id
+depends only on the request and the state, and its content only on what the ledger or the
+run API records, so a repeat is identical and recognisable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from contracts import Reason, RunState, RunStateChangedV2
+
+from ._locks import KeyedLocks
+from .backends import RunStatus
+from .ledger import Ledger, LedgerEntry
+from .metrics import Metrics
+from .outputs import OutputBuilder, event_id
+from .publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+_RANK = {
+    RunState.QUEUED: 0,
+    RunState.RUNNING: 1,
+    RunState.CANCELLING: 2,
+    RunState.SUCCEEDED: 3,
+    RunState.FAILED: 3,
+    RunState.CANCELLED: 3,
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One state to publish, with what is known of the run in it."""
+
+    state: RunState
+    at: datetime
+    backend_status: str | None = None
+    backend_message: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+
+
+def steps(entry: LedgerEntry, status: RunStatus, *, now: datetime) -> list[Step]:
+    """The states to publish to go from the state the ledger says was published to the
+    one the run API reports. Pure.
+
+    - a status the bridge does not know, or a state already published, gives nothing;
+    - QUEUED comes first when nothing was published yet;
+    - RUNNING is put in when the run has a start time but was first seen further on (a
+      poll missed it), so a run that ran always shows RUNNING;
+    - a state that would go back (RUNNING after SUCCEEDED) gives nothing: a run's state
+      only moves forward, and the bridge stops following a run once it has ended.
+    """
+    target, current = status.state, entry.state
+    if target is None or target == current or target not in _RANK:
+        return []
+    if current is not None and (current not in _RANK or _RANK[current] >= _RANK[target]):
+        return []
+    plan: list[Step] = []
+    queued_at = entry.created_at or entry.intent_at
+    if current is None and target is not RunState.QUEUED:
+        plan.append(Step(RunState.QUEUED, queued_at))
+    started = status.started_at
+    if (
+        started is not None
+        and _RANK[target] > _RANK[RunState.RUNNING]
+        and current in (None, RunState.QUEUED)
+    ):
+        plan.append(Step(RunState.RUNNING, started, started_at=started))
+    if target is RunState.QUEUED:
+        at = queued_at
+    elif target is RunState.RUNNING and started is not None:
+        at = started
+    elif target.is_terminal and status.ended_at is not None:
+        at = status.ended_at
+    else:
+        at = now
+    duration = status.duration_ms
+    if duration is None and started is not None and status.ended_at is not None:
+        duration = max(0, int((status.ended_at - started).total_seconds() * 1000))
+    plan.append(
+        Step(
+            target,
+            at,
+            backend_status=status.backend_status,
+            backend_message=status.message,
+            started_at=started if target is not RunState.QUEUED else None,
+            ended_at=status.ended_at if target.is_terminal else None,
+            duration_ms=duration if target.is_terminal else None,
+        )
+    )
+    return plan
+
+
+class RunStates:
+    def __init__(
+        self,
+        ledger: Ledger,
+        publisher: Publisher,
+        outputs: OutputBuilder,
+        *,
+        topic: str,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._ledger = ledger
+        self._publisher = publisher
+        self._outputs = outputs
+        self._topic = topic
+        self._metrics = metrics
+        self._now = clock
+        self._locks = KeyedLocks()
+
+    async def advance(self, partition: int, entry: LedgerEntry, status: RunStatus) -> LedgerEntry:
+        """Publish the states between the ledger's and ``status``; returns the entry as it
+        now stands (the ledger's, which may be newer than the one given)."""
+        async with self._locks.hold(entry.request_id):
+            current = self._ledger.get(partition, entry.request_id) or entry
+            if status.state is None:
+                self._metrics.unknown_statuses += 1
+                log.warning(
+                    "run %s of request %s has a status the bridge does not know (%r): "
+                    "kept raw, still followed",
+                    status.run_id,
+                    entry.request_id,
+                    status.backend_status,
+                )
+            plan = steps(current, status, now=self._now())
+            if not plan:
+                return current
+            previous = current.state
+            for step in plan:
+                await self._publish(current, step, previous)
+                previous = step.state
+            return await self._record(
+                partition, current, plan[-1], plan[-2].state if len(plan) > 1 else current.state
+            )
+
+    async def created(self, partition: int, entry: LedgerEntry) -> LedgerEntry:
+        """QUEUED, right after run-created: every run starts there, whatever comes next."""
+        async with self._locks.hold(entry.request_id):
+            current = self._ledger.get(partition, entry.request_id) or entry
+            if current.state is not None:
+                return current
+            step = Step(RunState.QUEUED, current.created_at or current.intent_at)
+            await self._publish(current, step, None)
+            return await self._record(partition, current, step, None)
+
+    async def decide(
+        self, partition: int, entry: LedgerEntry, state: RunState, reason: Reason
+    ) -> LedgerEntry:
+        """A state the bridge decides rather than observes (e.g. UNKNOWN when it stops
+        following a run), published with its reason."""
+        async with self._locks.hold(entry.request_id):
+            current = self._ledger.get(partition, entry.request_id) or entry
+            step = Step(state, self._now())
+            await self._publish(current, step, current.state, reason=reason)
+            return await self._record(partition, current, step, current.state, reason=reason)
+
+    async def republish(self, entry: LedgerEntry) -> None:
+        """The current state's event again, identical to the first (after a restart or a
+        hand-over, in case it was published but not recorded)."""
+        if entry.state is None or entry.run_id is None:
+            return
+        async with self._locks.hold(entry.request_id):
+            step = Step(
+                entry.state,
+                entry.state_at or entry.updated_at,
+                backend_status=entry.backend_status,
+                backend_message=entry.backend_message,
+                started_at=entry.started_at if entry.state is not RunState.QUEUED else None,
+                ended_at=entry.ended_at if entry.state.is_terminal else None,
+                duration_ms=entry.duration_ms if entry.state.is_terminal else None,
+            )
+            reason = (
+                Reason(code=entry.reason_code, message=entry.reason_message or "")
+                if entry.reason_code is not None and entry.state is RunState.UNKNOWN
+                else None
+            )
+            await self._publish(entry, step, entry.previous_state, reason=reason)
+            self._metrics.state_events_repeated += 1
+
+    async def _record(
+        self,
+        partition: int,
+        entry: LedgerEntry,
+        step: Step,
+        previous: RunState | None,
+        *,
+        reason: Reason | None = None,
+    ) -> LedgerEntry:
+        updated = entry.with_(
+            state=step.state,
+            previous_state=previous,
+            state_at=step.at,
+            backend_status=step.backend_status,
+            backend_message=step.backend_message,
+            started_at=step.started_at or entry.started_at,
+            ended_at=step.ended_at or entry.ended_at,
+            duration_ms=step.duration_ms,
+            reason_code=reason.code if reason is not None else entry.reason_code,
+            reason_message=reason.message if reason is not None else entry.reason_message,
+            updated_at=self._now(),
+        )
+        await self._ledger.put(partition, updated)
+        return updated
+
+    async def _publish(
+        self,
+        entry: LedgerEntry,
+        step: Step,
+        previous: RunState | None,
+        *,
+        reason: Reason | None = None,
+    ) -> None:
+        event = RunStateChangedV2(
+            request_id=entry.request_id,
+            correlation_id=entry.correlation_id,
+            target=entry.target,
+            system=entry.system,
+            run_id=entry.run_id,
+            state=step.state,
+            previous_state=previous,
+            terminal=step.state.is_terminal or step.state is RunState.UNKNOWN,
+            backend_status=step.backend_status,
+            backend_message=step.backend_message,
+            reason=reason,
+            started_at=step.started_at,
+            ended_at=step.ended_at,
+            duration_ms=step.duration_ms,
+            at=step.at,
+        )
+        output = self._outputs.event(
+            self._topic,
+            entry.request_key or str(entry.request_id).encode(),
+            event,
+            event_id=event_id(RunStateChangedV2.event_type, entry.request_id, step.state),
+            subject=str(entry.request_id),
+            correlation_id=entry.correlation_id,
+            time=step.at,
+        )
+        await self._publisher.send(output, about=f"request {entry.request_id}")
+        self._metrics.state_events += 1
