@@ -9,6 +9,7 @@ what to read) and writes the figures to bench/results/latest.json and latest.md.
 - bridge: 400 run requests over 40 keys on 6 partitions, through the real bridge to the ADF
   emulator answering createRun in 20 ms, with max_in_flight 6 (one record in flight per
   partition: what a partition-ordered consumer does), 48 and 256.
+- ledger: the run ledger's size and restore time (bench/ledger.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from bench import ledger as ledger_bench
 from bridge.config import RetryPolicy, Settings
 from bridge.engine import Engine, Record
 from bridge.service import Bridge
@@ -194,6 +196,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {case} | {figures['seconds']} | {rate} |")
         ratio = {k: v for k, v in section.items() if k.startswith("speedup")}
         lines += ["", ", ".join(f"{k}: **{v}x**" for k, v in ratio.items()), ""]
+    lines.append(ledger_bench.markdown(results["ledger"]))
     lines.append(f"Peak RSS of the benchmark process: {results['peak_rss_mb']} MB")
     return "\n".join(lines) + "\n"
 
@@ -204,12 +207,15 @@ async def main() -> None:
         print("engine:", json.dumps(engine), flush=True)
         bridge = await bench_bridge(broker.bootstrap_servers)
         print("bridge:", json.dumps(bridge), flush=True)
+        ledger = await ledger_bench.bench_ledger(broker.bootstrap_servers, broker.data_dir)
+        print("ledger:", json.dumps(ledger), flush=True)
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, cores: {__import__('os').cpu_count()}",
         "engine": engine,
         "bridge": bridge,
+        "ledger": ledger,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     RESULTS.mkdir(exist_ok=True)

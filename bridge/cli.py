@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from contracts import RunRequestedV1
+from contracts import Request, RunCancelRequestedV1, RunRequestedV1
 
 from . import health
 from .cloudevents import EnvelopeMode
@@ -89,15 +89,23 @@ def request_from_args(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def _send(
-    settings: Settings, requests: list[dict[str, Any]], args: argparse.Namespace
+    settings: Settings,
+    requests: list[dict[str, Any]],
+    args: argparse.Namespace,
+    contract: type[Request] = RunRequestedV1,
 ) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
         for data in requests:
             if not args.no_validate:
-                RunRequestedV1.model_validate(data)
-            value, headers = request_record(data, mode=EnvelopeMode(args.mode), source=args.source)
+                contract.model_validate(data)
+            value, headers = request_record(
+                data,
+                mode=EnvelopeMode(args.mode),
+                source=args.source,
+                event_type=contract.event_type,
+            )
             key = (args.key or str(data.get("request_id"))).encode()
             await producer.send_and_wait(
                 settings.requests_topic, value=value, key=key, headers=headers
@@ -113,6 +121,21 @@ def _cmd_send(args: argparse.Namespace) -> int:
         asyncio.run(_send(settings, request_from_args(args), args))
     except ValidationError as exc:
         print(f"send: not a valid run request: {describe(exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    """Publish a run-cancel-requested event, keyed like the request (its id by default)."""
+    cancel: dict[str, Any] = {"request_id": args.request_id}
+    if args.reason:
+        cancel["reason"] = args.reason
+    if args.recursive:
+        cancel["options"] = {"system": "adf", "isRecursive": True}
+    try:
+        asyncio.run(_send(Settings(), [cancel], args, RunCancelRequestedV1))
+    except ValidationError as exc:
+        print(f"cancel: not a valid cancel request: {describe(exc)}", file=sys.stderr)
         return 2
     return 0
 
@@ -159,6 +182,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--source", default="/runbridge/cli")
     send.add_argument("--no-validate", action="store_true", help="send even if invalid")
 
+    cancel = commands.add_parser("cancel", help="ask for a request's run to be cancelled")
+    cancel.add_argument("--request-id", required=True, help="the run request's id")
+    cancel.add_argument("--reason", help="why, for the record")
+    cancel.add_argument("--recursive", action="store_true", help="ADF: cancel child pipelines")
+    cancel.add_argument("--key", help="Kafka key: the request's (default: the request id)")
+    cancel.add_argument("--mode", choices=[m.value for m in EnvelopeMode], default="binary")
+    cancel.add_argument("--source", default="/runbridge/cli")
+    cancel.add_argument("--no-validate", action="store_true", help="send even if invalid")
+
     check = commands.add_parser(
         "health", help="exit 0 if the bridge polled Kafka recently and no partition is stalled"
     )
@@ -170,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "run": _cmd_run,
         "send": _cmd_send,
+        "cancel": _cmd_cancel,
         "health": _cmd_health,
         "asyncapi": _cmd_asyncapi,
     }

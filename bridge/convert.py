@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts import REQUEST_TYPES, RunRequestedV1
+from contracts import REQUEST_TYPES, Request, RunCancelRequestedV1, RunRequestedV1
 from contracts._common import CorrelationId, RequestId, TargetName
 
 from . import cloudevents
@@ -45,7 +45,7 @@ def record_size(key: bytes | None, value: bytes | None, headers: cloudevents.Hea
     )
 
 
-def parse_request(value: bytes | None, headers: cloudevents.Headers) -> RunRequestedV1:
+def parse_request(value: bytes | None, headers: cloudevents.Headers) -> Request:
     """Decode the CloudEvent and validate its data against the contract its type names."""
     event = cloudevents.decode(value, headers)
     model = REQUEST_TYPES.get(event.type)
@@ -78,11 +78,15 @@ def request_record(
 
 
 def request_facts(value: bytes | None, headers: cloudevents.Headers) -> RequestFacts:
-    """Best effort: the request id, correlation id and target of a record that failed."""
+    """Best effort: the request id, correlation id and target of a run request that failed.
+    A cancel that fails says nothing about its request's run, so it yields nothing."""
     try:
-        data: Any = cloudevents.decode(value, headers).data
+        event = cloudevents.decode(value, headers)
     except Exception:
         return RequestFacts()
+    if event.type.startswith(RunCancelRequestedV1.event_type.removesuffix(".v1")):
+        return RequestFacts()
+    data: Any = event.data
     if not isinstance(data, dict):
         return RequestFacts()
     request_id = _valid(_REQUEST_ID, data.get("request_id"))

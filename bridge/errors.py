@@ -55,6 +55,19 @@ class InvalidIdentifier(InputError):
     reason = "invalid-identifier"
 
 
+class NothingToCancel(BridgeError):
+    """A cancel for a request that never became a run the bridge can name (it was
+    rejected, or which run it started is unknown)."""
+
+    reason = "nothing-to-cancel"
+
+
+class RunAlreadyEnded(BridgeError):
+    """A cancel for a run that had already ended: its end is (or will be) published."""
+
+    reason = "run-already-ended"
+
+
 class ConfigurationError(BridgeError):
     reason = "configuration-error"
 

@@ -44,11 +44,15 @@ class LedgerEntry(BaseModel):
 
     v: Literal[1] = 1
     request_id: UUID
-    target: str
-    system: System
+    target: str | None = Field(
+        default=None, description="None only for a request cancelled before it arrived."
+    )
+    system: System | None = None
     key: str | None = Field(default=None, description="The request's Kafka key, base64.")
     correlation_id: str | None = None
-    run: dict[str, Any] = Field(description="The run as requested, with the API's names.")
+    run: dict[str, Any] = Field(
+        default_factory=dict, description="The run as requested, with the API's names."
+    )
     intent_at: datetime = Field(description="When the bridge began trying to create the run.")
     run_id: str | None = None
     created_at: datetime | None = Field(default=None, description="When the run API answered.")
@@ -78,6 +82,11 @@ class LedgerEntry(BaseModel):
     @staticmethod
     def encode_key(key: bytes | None) -> str | None:
         return None if key is None else base64.b64encode(key).decode("ascii")
+
+    @property
+    def cancelled_before_start(self) -> bool:
+        """A cancel came before any run: a request with this id starts nothing."""
+        return self.run_id is None and self.state is RunState.CANCELLED
 
     @property
     def pending(self) -> bool:

@@ -46,5 +46,8 @@ class Metrics:
     followed_runs: int = 0
     """Runs being followed right now."""
 
+    cancels: int = 0
+    """Cancels done: runs asked to cancel, and requests stopped before they started."""
+
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

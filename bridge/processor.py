@@ -35,6 +35,8 @@ from aiokafka import TopicPartition
 from contracts import (
     DeadLetterHeaders,
     Reason,
+    Request,
+    RunCancelRequestedV1,
     RunCreatedV1,
     RunRequestedV1,
     RunState,
@@ -42,7 +44,9 @@ from contracts import (
     System,
 )
 
+from ._locks import KeyedLocks
 from .backends import Backend, Target
+from .cancelling import RunCanceller
 from .config import Settings
 from .convert import RequestFacts, parse_request, record_size, request_facts
 from .engine import Record
@@ -104,7 +108,13 @@ class Failed:
         return self.note + text
 
 
-Outcome = Created | Failed
+@dataclass(frozen=True)
+class Done:
+    """Handled, and its outputs already published (a cancel, a request cancelled before it
+    arrived)."""
+
+
+Outcome = Created | Failed | Done
 
 
 def failure_state(error: Exception, attempts: Attempts) -> RunState:
@@ -136,7 +146,11 @@ class RequestProcessor:
         self._backends = backends
         self._publisher = publisher
         self._outputs = OutputBuilder(source=settings.event_source, mode=settings.envelope_mode)
-        self._starter = RunStarter(ledger, settings.retry, metrics, clock=clock)
+        locks = KeyedLocks()  # one lock per request id, shared by its start and its cancel
+        self._starter = RunStarter(ledger, settings.retry, metrics, clock=clock, locks=locks)
+        self._canceller = RunCanceller(
+            ledger, states, backends, settings.retry, metrics, clock=clock, locks=locks
+        )
         self._states = states
         self._follow = follow
         self._now = clock
@@ -145,6 +159,8 @@ class RequestProcessor:
     async def __call__(self, record: Record) -> None:
         self.metrics.received += 1
         outcome = await self._decide(record)
+        if isinstance(outcome, Done):
+            return
         if isinstance(outcome, Created):
             unpublished = await self._publish_created(record, outcome)
             if unpublished is None:
@@ -156,7 +172,7 @@ class RequestProcessor:
 
     async def _decide(self, record: Record) -> Outcome:
         attempts = Attempts()
-        request: RunRequestedV1 | None = None
+        request: Request | None = None
         try:
             headers = record.headers or ()
             size = record_size(record.key, record.value, headers)
@@ -166,16 +182,27 @@ class RequestProcessor:
                     f"the limit is {self._settings.max_request_bytes}"
                 )
             request = parse_request(record.value, headers)
+            if isinstance(request, RunCancelRequestedV1):
+                await self._canceller.cancel(
+                    request, partition=record.partition, key=record.key, attempts=attempts
+                )
+                return Done()
             backend = self._route(request)
             started = await self._starter.start(
                 request, backend, partition=record.partition, key=record.key, attempts=attempts
             )
+            if started.cancelled_before_start:
+                await self._states.republish(started.entry)
+                return Done()
             return Created(request, started)
         except NotOwned:
             raise  # the partition was handed over: its new owner decides
         except Exception as error:  # a bug must not stop the other records either
             if not isinstance(error, BridgeError):
                 log.exception("unexpected error on %s", where(record))
+            if isinstance(request, RunCancelRequestedV1):  # a cancel has no state of its own
+                facts = RequestFacts(request.request_id, request.correlation_id)
+                return Failed(error, facts, attempts, state=None)
             return Failed(
                 error, self._facts(record, request, error), attempts, failure_state(error, attempts)
             )
@@ -184,8 +211,8 @@ class RequestProcessor:
             self.metrics.unclear_attempts += attempts.ambiguous
 
     @staticmethod
-    def _facts(record: Record, request: RunRequestedV1 | None, error: Exception) -> RequestFacts:
-        if request is not None:
+    def _facts(record: Record, request: Request | None, error: Exception) -> RequestFacts:
+        if isinstance(request, RunRequestedV1):
             return RequestFacts.of(request)
         if isinstance(error, RecordTooLarge):
             return RequestFacts()  # not read: that is what the limit is for

@@ -54,11 +54,13 @@ class Bridge:
         backends: dict[str, Backend] = {
             name: create_backend(target) for name, target in self.targets.items()
         }
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            client_id="runbridge",
+        sink = EventSink(
+            lambda: AIOKafkaProducer(
+                bootstrap_servers=settings.bootstrap_servers,
+                acks="all",
+                enable_idempotence=True,
+                client_id="runbridge",
+            )
         )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -72,7 +74,7 @@ class Bridge:
             # evicts this member mid-drain and the final commit is lost.
             rebalance_timeout_ms=int((settings.shutdown_timeout_seconds + 15) * 1000),
         )
-        publisher = Publisher(EventSink(producer), self.metrics)
+        publisher = Publisher(sink, self.metrics)
         ledger = KafkaLedger(publisher, settings.bootstrap_servers, settings.ledger_topic)
         states = RunStates(
             ledger,
@@ -81,6 +83,7 @@ class Bridge:
             topic=settings.state_topic,
             metrics=self.metrics,
             clock=_now,
+            words={name: backend.status_words for name, backend in backends.items()},
         )
         tracker = self.tracker = RunTracker(
             backends,
@@ -140,9 +143,9 @@ class Bridge:
             cleanup.callback(lambda: log.info("run bridge stopped: %s", self.metrics.snapshot()))
             for backend in backends.values():
                 cleanup.push_async_callback(backend.aclose)
-            if not await _connect(producer, "producer", settings.bootstrap_servers, stop):
+            if not await _connect(sink, "producer", settings.bootstrap_servers, stop):
                 return
-            cleanup.push_async_callback(producer.stop)
+            cleanup.push_async_callback(sink.stop)
             if not await _connect(consumer, "consumer", settings.bootstrap_servers, stop):
                 return
             cleanup.push_async_callback(consumer.stop)
@@ -183,7 +186,7 @@ class Bridge:
 
 
 async def _connect(
-    client: AIOKafkaProducer | AIOKafkaConsumer, what: str, servers: str, stop: asyncio.Event
+    client: EventSink | AIOKafkaConsumer, what: str, servers: str, stop: asyncio.Event
 ) -> bool:
     """Start a Kafka client, waiting for the cluster as long as it takes (or until stopped),
     so that a bridge started before its brokers simply waits for them."""

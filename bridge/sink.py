@@ -2,23 +2,39 @@
 
 A single attempt: the caller owns waiting out an outage, because only the caller knows
 which record the output belongs to (it names it in logs and counts it in metrics).
+
+The sink owns its producer, because it may have to replace it: aiokafka's idempotent
+producer does not take back the sequence number of a batch the broker refused (too
+large), so every later batch to that partition fails with OutOfOrderSequenceNumber, and
+its sender stops. A producer in that state is replaced, and the send is tried again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
+    InvalidProducerEpoch,
     InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
+    UnknownProducerId,
 )
 
 from .errors import OutputRejected
+
+log = logging.getLogger(__name__)
 
 #: Refusals about the record itself: sending it again can never succeed.
 _REFUSED_FOR_GOOD = (
@@ -27,6 +43,14 @@ _REFUSED_FOR_GOOD = (
     RecordListTooLargeError,
     CorruptRecordException,
     InvalidTimestampError,
+)
+#: The producer can send nothing more as it is: it is replaced.
+_PRODUCER_BROKEN = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+    ProducerClosed,
 )
 
 
@@ -46,16 +70,35 @@ class EventSink:
     """Sends a record and waits for the ack (``acks=all``, idempotent producer).
 
     Raises OutputRejected when the record can never be published (too large for the topic,
-    or not encodable); any other ``KafkaError`` (outage, leader change, missing rights) is
-    raised as it is, for the caller to wait out.
+    or not encodable); any other ``KafkaError`` (outage, leader change, missing rights, a
+    producer being replaced) is raised as it is, for the caller to wait out.
     """
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, make_producer: Callable[[], AIOKafkaProducer]) -> None:
+        self._make = make_producer
+        self._producer: AIOKafkaProducer | None = None
+        self._replacing = asyncio.Lock()
+        self.replacements = 0
+
+    async def start(self) -> None:
+        producer = self._make()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
         self._producer = producer
 
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
     async def send(self, output: OutputRecord) -> None:
+        producer = self._producer
+        if producer is None:
+            raise ProducerClosed()
         try:
-            await self._producer.send_and_wait(
+            await producer.send_and_wait(
                 output.topic,
                 value=output.value,
                 key=output.key,
@@ -63,9 +106,26 @@ class EventSink:
                 partition=output.partition,
             )
         except _REFUSED_FOR_GOOD as exc:
+            await self._replace(producer)  # the refused batch took a sequence number
             raise OutputRejected(f"Kafka refused a record for {output.topic}: {exc!r}") from exc
+        except _PRODUCER_BROKEN:
+            await self._replace(producer)
+            raise
         except KafkaError:
             raise
         except (UnicodeError, TypeError, ValueError, AssertionError) as exc:
             # aiokafka checks its arguments with assert (e.g. a key or a value is required)
             raise OutputRejected(f"a record for {output.topic} cannot be encoded: {exc!r}") from exc
+
+    async def _replace(self, broken: AIOKafkaProducer) -> None:
+        retired: AIOKafkaProducer = broken
+        async with self._replacing:
+            if self._producer is not broken:
+                return  # another send replaced it already
+            log.warning("replacing the Kafka producer, whose state is broken")
+            fresh = self._make()
+            await fresh.start()
+            self._producer = fresh
+            self.replacements += 1
+        with contextlib.suppress(Exception):
+            await retired.stop()

@@ -45,6 +45,10 @@ class Started:
     found: bool = False
     """The run was found by looking after an unclear answer, not told by a create."""
 
+    @property
+    def cancelled_before_start(self) -> bool:
+        return self.entry.cancelled_before_start
+
 
 class RunStarter:
     def __init__(
@@ -54,12 +58,13 @@ class RunStarter:
         metrics: Metrics,
         *,
         clock: Callable[[], datetime],
+        locks: KeyedLocks,
     ) -> None:
         self._ledger = ledger
         self._retry = retry
         self._metrics = metrics
         self._now = clock
-        self._locks = KeyedLocks()
+        self._locks = locks
 
     async def start(
         self,
@@ -74,6 +79,9 @@ class RunStarter:
         recording it (REJECTED, or UNKNOWN with candidates) in the ledger."""
         async with self._locks.hold(request.request_id):
             entry = self._ledger.get(partition, request.request_id)
+            if entry is not None and entry.cancelled_before_start:
+                log.info("request %s was cancelled before it arrived", request.request_id)
+                return Started(entry, again=True)
             if entry is not None and entry.run_id is not None:
                 self._metrics.repeats += 1
                 log.info(

@@ -11,7 +11,7 @@ run API records, so a repeat is identical and recognisable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,9 +49,20 @@ class Step:
     duration_ms: int | None = None
 
 
-def steps(entry: LedgerEntry, status: RunStatus, *, now: datetime) -> list[Step]:
+def steps(
+    entry: LedgerEntry,
+    status: RunStatus,
+    *,
+    now: datetime,
+    words: Mapping[RunState, str] | None = None,
+) -> list[Step]:
     """The states to publish to go from the state the ledger says was published to the
     one the run API reports. Pure.
+
+    An event's content must not depend on when the run was looked at, so that one published
+    again is identical: a state that is not terminal carries the backend's own word for it
+    (``words``, e.g. ADF's ``InProgress`` for RUNNING) and no message; a terminal state
+    carries what the run API reported.
 
     - a status the bridge does not know, or a state already published, gives nothing;
     - QUEUED comes first when nothing was published yet;
@@ -67,15 +78,23 @@ def steps(entry: LedgerEntry, status: RunStatus, *, now: datetime) -> list[Step]
         return []
     plan: list[Step] = []
     queued_at = entry.created_at or entry.intent_at
+    words = words or {}
     if current is None and target is not RunState.QUEUED:
-        plan.append(Step(RunState.QUEUED, queued_at))
+        plan.append(Step(RunState.QUEUED, queued_at, backend_status=words.get(RunState.QUEUED)))
     started = status.started_at
     if (
         started is not None
         and _RANK[target] > _RANK[RunState.RUNNING]
         and current in (None, RunState.QUEUED)
     ):
-        plan.append(Step(RunState.RUNNING, started, started_at=started))
+        plan.append(
+            Step(
+                RunState.RUNNING,
+                started,
+                backend_status=words.get(RunState.RUNNING),
+                started_at=started,
+            )
+        )
     if target is RunState.QUEUED:
         at = queued_at
     elif target is RunState.RUNNING and started is not None:
@@ -87,12 +106,13 @@ def steps(entry: LedgerEntry, status: RunStatus, *, now: datetime) -> list[Step]
     duration = status.duration_ms
     if duration is None and started is not None and status.ended_at is not None:
         duration = max(0, int((status.ended_at - started).total_seconds() * 1000))
+    final = target.is_terminal
     plan.append(
         Step(
             target,
             at,
-            backend_status=status.backend_status,
-            backend_message=status.message,
+            backend_status=status.backend_status if final else words.get(target),
+            backend_message=status.message if final else None,
             started_at=started if target is not RunState.QUEUED else None,
             ended_at=status.ended_at if target.is_terminal else None,
             duration_ms=duration if target.is_terminal else None,
@@ -111,7 +131,9 @@ class RunStates:
         topic: str,
         metrics: Metrics,
         clock: Callable[[], datetime],
+        words: Mapping[str, Mapping[RunState, str]] | None = None,
     ) -> None:
+        self._words = words or {}
         self._ledger = ledger
         self._publisher = publisher
         self._outputs = outputs
@@ -134,7 +156,7 @@ class RunStates:
                     entry.request_id,
                     status.backend_status,
                 )
-            plan = steps(current, status, now=self._now())
+            plan = steps(current, status, now=self._now(), words=self._words_of(current))
             if not plan:
                 return current
             previous = current.state
@@ -151,7 +173,11 @@ class RunStates:
             current = self._ledger.get(partition, entry.request_id) or entry
             if current.state is not None:
                 return current
-            step = Step(RunState.QUEUED, current.created_at or current.intent_at)
+            step = Step(
+                RunState.QUEUED,
+                current.created_at or current.intent_at,
+                backend_status=self._words_of(current).get(RunState.QUEUED),
+            )
             await self._publish(current, step, None)
             return await self._record(partition, current, step, None)
 
@@ -162,14 +188,14 @@ class RunStates:
         following a run), published with its reason."""
         async with self._locks.hold(entry.request_id):
             current = self._ledger.get(partition, entry.request_id) or entry
-            step = Step(state, self._now())
+            step = Step(state, self._now(), backend_status=self._words_of(current).get(state))
             await self._publish(current, step, current.state, reason=reason)
             return await self._record(partition, current, step, current.state, reason=reason)
 
     async def republish(self, entry: LedgerEntry) -> None:
         """The current state's event again, identical to the first (after a restart or a
         hand-over, in case it was published but not recorded)."""
-        if entry.state is None or entry.run_id is None:
+        if entry.state is None or (entry.run_id is None and not entry.cancelled_before_start):
             return
         async with self._locks.hold(entry.request_id):
             step = Step(
@@ -183,11 +209,15 @@ class RunStates:
             )
             reason = (
                 Reason(code=entry.reason_code, message=entry.reason_message or "")
-                if entry.reason_code is not None and entry.state is RunState.UNKNOWN
+                if entry.reason_code is not None
+                and (entry.state is RunState.UNKNOWN or entry.cancelled_before_start)
                 else None
             )
             await self._publish(entry, step, entry.previous_state, reason=reason)
             self._metrics.state_events_repeated += 1
+
+    def _words_of(self, entry: LedgerEntry) -> Mapping[RunState, str]:
+        return self._words.get(entry.target or "", {})
 
     async def _record(
         self,

@@ -80,7 +80,7 @@ class RunTracker:
     def follow(self, partition: int, entry: LedgerEntry, *, republish: bool = False) -> None:
         """Follow a run until it ends (a run already followed is left as it is). With
         ``republish``, its current state's event is published again first."""
-        loop = self._targets.get(entry.target)
+        loop = self._targets.get(entry.target or "")
         if loop is None or entry.run_id is None or not entry.followed:
             if loop is None and entry.followed:
                 log.error(

@@ -66,3 +66,14 @@ class AdfRun(Contract):
         if self.start_activity_name is not None and self.start_from_failure:
             raise ValueError("give startActivityName or startFromFailure, not both")
         return self
+
+
+class AdfCancel(Contract):
+    """How ADF cancels a run (Pipeline Runs - Cancel)."""
+
+    system: Literal[System.ADF] = System.ADF
+    is_recursive: StrictBool = Field(
+        default=False,
+        alias="isRecursive",
+        description="Cancel the child pipelines the run started too.",
+    )

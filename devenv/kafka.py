@@ -560,7 +560,9 @@ def _start_once(
     controller_port = _free_port({broker_port})
     props = root / "server.properties"
     props.write_text(_server_properties(broker_port, controller_port, data_dir))
-    cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # StorageTool would read a leading dash as an option
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
     fmt = subprocess.run(
         [*_jvm(java, lib, root, "128m", short_lived=True), "kafka.tools.StorageTool", "format",
          "-t", cluster_id, "-c", str(props)],

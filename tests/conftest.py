@@ -66,4 +66,7 @@ FAST_EMULATOR = {
     "failing_pipelines": [],
     "write_bucket": {"capacity": 200, "refill_per_second": 10},
     "read_bucket": {"capacity": 250, "refill_per_second": 25},
+    "pipeline_seconds": {},
+    "factories": None,
+    "seed": None,
 }

@@ -970,8 +970,8 @@ def _kinds() -> list[Kind]:
     # ---- backend-rejected ----
     add("backend-rejected/unknown pipeline", BACKEND, with_run(pipelineName="not-deployed"))
     add(
-        "backend-rejected/pipeline in other case",
-        BACKEND,
+        "ok/pipeline in other case (ADF's names are case-insensitive)",
+        None,
         with_run(pipelineName="Copy-Sales"),
     )
     add(

@@ -25,6 +25,7 @@ def adf_target(emulator_url: str, **overrides: Any) -> dict[str, Any]:
         "resource_group": "rg-data",
         "factory": "local-factory",
         "timeout_seconds": 5,
+        "tracking": {"min_interval_seconds": 0.2, "max_interval_seconds": 1},
         "credential": {
             "type": "client_secret",
             "tenant_id": TENANT,

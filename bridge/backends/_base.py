@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol
 
-from contracts import RunSpec, RunState, System
+from contracts import CancelOptions, RunSpec, RunState, System
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class Backend(Protocol):
     the caller's decision, because only the caller knows whether a call may be repeated."""
 
     system: ClassVar[System]
+    status_words: ClassVar[Mapping[RunState, str]]
+    """The run API's own word for each state it has, e.g. ADF's ``InProgress``."""
 
     async def create_run(self, run: RunSpec, *, request_id: str) -> CreatedRun: ...
 
@@ -73,6 +75,9 @@ class Backend(Protocol):
 
     async def get_run(self, run_id: str) -> RunStatus: ...
 
-    async def cancel_run(self, run_id: str) -> None: ...
+    async def cancel_run(self, run_id: str, options: CancelOptions | None) -> bool:
+        """Ask for the run to be cancelled: True if the run API took the cancel, False if
+        the run had already ended. An idempotent call."""
+        ...
 
     async def aclose(self) -> None: ...

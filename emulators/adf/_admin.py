@@ -1,15 +1,21 @@
-"""Synchronous client for the emulator's ``/_emulator`` admin API, for tests and benchmarks."""
+"""Synchronous client for the emulator's ``/_emulator`` admin API, for tests and benchmarks.
+
+Besides inspecting runs and stats it steers the emulator: faults (optionally intermittent,
+``Fault.probability``), token expiry, run-time settings (``configure``), and ending a long run
+early (``finish``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, cast
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
 
-from emulators.adf._config import Fault
+from emulators.adf._config import Fault, FinishStatus
 
 
 def _jsonable(value: Any) -> Any:
@@ -41,11 +47,25 @@ class AdminClient:
                 return run
         raise KeyError(run_id)
 
+    def finish(
+        self, run_id: str, status: FinishStatus = "Succeeded", message: str | None = None
+    ) -> dict[str, Any]:
+        """End a Queued or InProgress run now (runEnd = lastUpdated = now); returns the run.
+
+        Raises ``httpx.HTTPStatusError``: 404 for an unknown run, 400 for one that has ended
+        (or is being cancelled).
+        """
+        body: dict[str, Any] = {"status": status}
+        if message is not None:
+            body["message"] = message
+        path = f"/runs/{quote(run_id, safe='')}/finish"
+        return cast(dict[str, Any], self._call("POST", path, body))
+
     def stats(self) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("GET", "/stats"))
 
     def inject(self, *faults: Fault | Mapping[str, Any]) -> None:
-        """Queue faults; each serves its ``count`` next matching requests."""
+        """Queue faults; each serves its ``count`` next matching requests that it hits."""
         payload = [Fault.model_validate(f).model_dump(mode="json") for f in faults]
         self._call("POST", "/faults", {"faults": payload})
 
@@ -60,14 +80,23 @@ class AdminClient:
         self._call("POST", "/tokens/expire")
 
     def reset(self) -> None:
-        """Forget runs, stats, faults and throttling state; clients and tokens survive."""
+        """Forget runs, stats, faults and throttling state and re-seed the fault generator.
+
+        Clients, tokens and the configuration survive.
+        """
         self._call("POST", "/reset")
 
     def config(self) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("GET", "/config"))
 
     def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change settings at run time (buckets start full again); returns the new config."""
+        """Change settings at run time (buckets start full again); returns the new config.
+
+        Patchable: ``queue_seconds``, ``run_seconds``, ``pipeline_seconds``, ``cancel_seconds``,
+        ``latency_ms``, ``latency_jitter_ms``, ``read_bucket``, ``write_bucket``, ``factories``,
+        ``known_pipelines``, ``failing_pipelines``, ``token_lifetime_seconds`` and ``seed``
+        (which re-seeds the fault generator).
+        """
         body = {name: _jsonable(value) for name, value in changes.items()}
         return cast(dict[str, Any], self._call("PATCH", "/config", body))
 

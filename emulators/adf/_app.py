@@ -1,4 +1,13 @@
-"""aiohttp routes: Entra ID token endpoints, IMDS, ARM Data Factory operations and admin API."""
+"""aiohttp routes: Entra ID token and discovery endpoints, IMDS, ARM Data Factory, admin API.
+
+ARM requests go through the same checks, in order: authentication (401), route (404/405),
+injected fault, subscription id form (400 ``InvalidSubscriptionId``), throttling (429
+``SubscriptionRequestsThrottled``), api-version, name patterns, which factories exist (404),
+then the operation itself.
+
+Admin API under ``/_emulator``: ``GET runs``, ``POST runs/{runId}/finish``, ``GET stats``,
+``GET|POST|DELETE faults``, ``POST tokens/expire``, ``POST reset``, ``GET|PATCH config``.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +25,9 @@ from typing import Any, Literal
 from urllib.parse import unquote, unquote_plus
 
 from aiohttp import web
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from emulators.adf._config import AdfEmulatorConfig, Fault
+from emulators.adf._config import AdfEmulatorConfig, Fault, FinishStatus
 from emulators.adf._state import (
     ArmError,
     BucketKind,
@@ -28,6 +37,7 @@ from emulators.adf._state import (
     IssuedToken,
     OAuthError,
     RecoveryOptions,
+    tenant_not_found,
     validate_names,
 )
 
@@ -45,6 +55,15 @@ _KINDS: dict[Operation, BucketKind] = {
 _FAULTS = TypeAdapter(list[Fault])
 
 
+class _FinishRequest(BaseModel):
+    """Body of ``POST /_emulator/runs/{runId}/finish``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: FinishStatus
+    message: str | None = None
+
+
 def create_app(
     config: AdfEmulatorConfig | None = None, *, clock: Clock = time.time
 ) -> web.Application:
@@ -55,9 +74,12 @@ def create_app(
     app.on_shutdown.append(_cancel_parked)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", _token_v2)
     app.router.add_post("/{tenant}/oauth2/token", _token_v1)
+    app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", _openid_configuration)
+    app.router.add_get("/{tenant}/discovery/v2.0/keys", _jwks)
     app.router.add_get("/metadata/identity/oauth2/token", _token_imds)
     app.router.add_route("*", "/subscriptions/{tail:.*}", _arm)
     app.router.add_get("/_emulator/runs", _admin_runs)
+    app.router.add_post("/_emulator/runs/{run_id}/finish", _admin_finish_run)
     app.router.add_get("/_emulator/stats", _admin_stats)
     app.router.add_get("/_emulator/faults", _admin_list_faults)
     app.router.add_post("/_emulator/faults", _admin_add_faults)
@@ -72,8 +94,8 @@ def create_app(
 # -- shared helpers -------------------------------------------------------------------------
 
 
-def _cloud_error(status: int, code: str, message: str) -> web.Response:
-    body = {"error": {"code": code, "message": message, "target": None, "details": None}}
+def _cloud_error(status: int, code: str, message: str, target: str | None = None) -> web.Response:
+    body = {"error": {"code": code, "message": message, "target": target, "details": None}}
     return web.json_response(body, status=status)
 
 
@@ -269,6 +291,92 @@ async def _token_imds(request: web.Request) -> web.Response:
     return await _with_token_fault(request, issue)
 
 
+_CLAIMS_SUPPORTED = [
+    "sub",
+    "iss",
+    "cloud_instance_name",
+    "cloud_instance_host_name",
+    "cloud_graph_host_name",
+    "msgraph_host",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "acr",
+    "nonce",
+    "preferred_username",
+    "name",
+    "tid",
+    "ver",
+    "at_hash",
+    "c_hash",
+    "email",
+]
+
+
+def openid_configuration(origin: str, tenant_id: str) -> dict[str, Any]:
+    """Entra ID's v2.0 discovery document, with this emulator as the authority host."""
+    authority = f"{origin}/{tenant_id}"
+    return {
+        "token_endpoint": f"{authority}/oauth2/v2.0/token",
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "jwks_uri": f"{authority}/discovery/v2.0/keys",
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": f"{authority}/v2.0",
+        "request_uri_parameter_supported": False,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": f"{authority}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{authority}/oauth2/v2.0/devicecode",
+        "http_logout_supported": True,
+        "frontchannel_logout_supported": True,
+        "end_session_endpoint": f"{authority}/oauth2/v2.0/logout",
+        "claims_supported": list(_CLAIMS_SUPPORTED),
+        "kerberos_endpoint": f"{authority}/kerberos",
+        "tenant_region_scope": "NA",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    }
+
+
+async def _discovery(
+    request: web.Request, document: Callable[[EmulatorState], dict[str, Any]]
+) -> web.Response:
+    """Discovery endpoints: counted as ``discovery``, delayed, never faulted."""
+    state = request.app[STATE]
+    state.stats.requests["discovery"] += 1
+    await _emulate_latency(state)
+    tenant = request.match_info["tenant"]
+    if not state.is_tenant(tenant):
+        response = _oauth_error(tenant_not_found(tenant, "invalid_tenant"))
+    else:
+        response = web.json_response(document(state))
+    response.headers["x-ms-request-id"] = str(uuid.uuid4())
+    return response
+
+
+async def _openid_configuration(request: web.Request) -> web.Response:
+    """What MSAL and azure-identity read before they ask for a token."""
+    origin = str(request.url.origin())
+    return await _discovery(
+        request, lambda state: openid_configuration(origin, state.config.tenant_id)
+    )
+
+
+async def _jwks(request: web.Request) -> web.Response:
+    """The ``jwks_uri`` target; empty, since the emulator's tokens are opaque, not JWTs."""
+    return await _discovery(request, lambda state: {"keys": []})
+
+
 def _imds_error(description: str) -> web.Response:
     return web.json_response(
         {"error": "invalid_request", "error_description": description}, status=400
@@ -335,7 +443,7 @@ def _resolve(method: str, raw_path: str) -> _Route:
 
 
 def _arm_response(err: ArmError) -> web.Response:
-    response = _cloud_error(err.status, err.code, err.message)
+    response = _cloud_error(err.status, err.code, err.message, err.target)
     if err.retry_after is not None:
         response.headers["Retry-After"] = str(err.retry_after)
     return response
@@ -388,10 +496,14 @@ async def _json_body(request: web.Request) -> Any:
 
 
 async def _perform(request: web.Request, route: _Route, principal: str) -> web.Response:
-    """Everything after authentication and faults: throttling, api-version, names, operation."""
+    """Everything after authentication and faults: subscription, throttling, the operation."""
     state = request.app[STATE]
     kind = _KINDS[route.operation]
     header = _ratelimit_header(kind)
+    try:
+        state.check_subscription(route.scope.subscription)
+    except ArmError as err:
+        return _arm_response(err)
     try:
         remaining = state.throttle(route.scope.subscription, principal, kind)
     except ArmError as err:
@@ -423,6 +535,7 @@ async def _operate(request: web.Request, route: _Route, principal: str) -> web.R
         )
     scope = route.scope
     validate_names(scope.resource_group, scope.factory, route.pipeline)
+    state.check_factory(scope)
 
     if route.operation == "createRun":
         assert route.pipeline is not None
@@ -527,7 +640,7 @@ def _public_config(config: AdfEmulatorConfig) -> dict[str, Any]:
     """The running configuration; client secrets are not echoed."""
     data = config.model_dump(mode="json")
     data["clients"] = sorted(config.clients)
-    for name in ("known_pipelines", "failing_pipelines"):
+    for name in ("factories", "known_pipelines", "failing_pipelines"):
         if data[name] is not None:
             data[name] = sorted(data[name])
     return data
@@ -535,6 +648,20 @@ def _public_config(config: AdfEmulatorConfig) -> dict[str, Any]:
 
 async def _admin_runs(request: web.Request) -> web.Response:
     return web.json_response({"runs": request.app[STATE].admin_runs()})
+
+
+async def _admin_finish_run(request: web.Request) -> web.Response:
+    """End a Queued or InProgress run now as Succeeded or Failed; answers the run."""
+    state = request.app[STATE]
+    try:
+        body = _FinishRequest.model_validate_json(await request.read())
+    except ValidationError as exc:
+        return _admin_error(f'Expected {{"status": "Succeeded" | "Failed", "message"?}}: {exc}')
+    try:
+        run = state.finish_run(request.match_info["run_id"], body.status, body.message)
+    except ArmError as err:
+        return _arm_response(err)
+    return web.json_response(state.admin_run(run))
 
 
 async def _admin_stats(request: web.Request) -> web.Response:

@@ -1,7 +1,10 @@
-"""Pure emulator state: tokens, throttling buckets, faults and pipeline runs.
+"""Pure emulator state: tokens, throttling buckets, faults, factories and pipeline runs.
 
 Nothing here does I/O; time comes from an injectable clock so that run statuses are derived
-at read time and tests can drive the state machine without sleeping.
+at read time and tests can drive the state machine without sleeping. Randomness (intermittent
+faults) comes from a ``random.Random`` owned by the state and seeded from ``config.seed``.
+Names are compared case-insensitively, as ADF and ARM do; runs keep the pipeline name that
+createRun was called with.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import base64
 import binascii
 import json
 import math
+import random
 import re
 import secrets
 import time
@@ -21,7 +25,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
-from emulators.adf._config import AdfEmulatorConfig, BucketSpec, Fault
+from emulators.adf._config import (
+    AdfEmulatorConfig,
+    BucketSpec,
+    Fault,
+    FinishStatus,
+    is_subscription_id,
+)
 
 Clock = Callable[[], float]
 """Seconds since the epoch; ``time.time`` unless a test injects its own."""
@@ -34,6 +44,10 @@ PAGE_SIZE = 100
 FAILED_MESSAGE = (
     "Operation on target EmulatedActivity failed: the emulator was told that this run fails."
 )
+FINISHED_FAILED_MESSAGE = (
+    "Operation on target EmulatedActivity failed: the run was ended through the emulator's "
+    "admin API."
+)
 
 _FACTORY_RE = re.compile(r"^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*$")
 _PIPELINE_RE = re.compile(r"^[A-Za-z0-9_][^<>*#.%&:\\+?/]*$")
@@ -45,13 +59,20 @@ class ArmError(Exception):
     """An ARM failure, rendered as a CloudError body."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, retry_after: int | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        target: str | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.target = target
 
 
 class OAuthError(Exception):
@@ -63,6 +84,18 @@ class OAuthError(Exception):
         self.error = error
         self.aadsts = aadsts
         self.description = f"AADSTS{aadsts}: {description}"
+
+
+def tenant_not_found(tenant: str, error: str) -> OAuthError:
+    """AADSTS90002; the token endpoint says ``invalid_request``, discovery ``invalid_tenant``."""
+    return OAuthError(
+        400,
+        error,
+        90002,
+        f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
+        "are signing into the correct cloud. Check with your subscription administrator, this "
+        "may happen if there are no active subscriptions for the tenant.",
+    )
 
 
 def iso(ts: float) -> str:
@@ -199,10 +232,18 @@ class Run:
     cancel_requested_at: float | None = None
     cancel_seconds: float = 0.0
     cancel_recursive: bool | None = None
+    finished_at: float | None = None
+    """Set when the admin API ended the run early; overrides the timeline."""
+    finished_status: FinishStatus = "Succeeded"
+    finished_message: str = ""
 
     def snapshot(self, now: float) -> RunSnapshot:
         started = self.created_at + self.queue_seconds
         ended = started + self.run_seconds
+        if self.finished_at is not None:
+            at = self.finished_at
+            status, message = self.finished_status, self.finished_message
+            return RunSnapshot(status, at, min(started, at), at, message)
         if self.cancel_requested_at is not None:
             asked = self.cancel_requested_at
             run_start = started if started <= asked else None
@@ -283,19 +324,27 @@ class EmulatorState:
         self.buckets: dict[tuple[str, str, BucketKind], TokenBucket] = {}
         self.faults: list[_ActiveFault] = []
         self.stats = Stats()
+        self.random = random.Random(config.seed)
 
     # -- admin ------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget runs, stats, faults and throttling; clients and issued tokens survive."""
+        """Forget runs, stats, faults and throttling and re-seed the fault generator.
+
+        Clients, issued tokens and the configuration survive.
+        """
         self.runs.clear()
         self.buckets.clear()
         self.faults.clear()
         self.stats = Stats()
+        self.random = random.Random(self.config.seed)
 
     def configure(self, changes: dict[str, object]) -> AdfEmulatorConfig:
+        """Apply a PATCH; buckets start full again and a given ``seed`` re-seeds."""
         self.config = self.config.patched(changes)
         self.buckets.clear()
+        if "seed" in changes:
+            self.random = random.Random(self.config.seed)
         return self.config
 
     def expire_tokens(self) -> int:
@@ -311,34 +360,69 @@ class EmulatorState:
         self.faults.clear()
 
     def take_fault(self, operation: str, pipeline: str | None = None) -> Fault | None:
-        """Consume one use of the first fault matching ``operation`` (and ``pipeline``)."""
+        """Consume one use of the first matching fault that fires for this request.
+
+        A fault matches ``operation`` (and ``pipeline``, case-insensitively); one with a
+        ``probability`` below 1 fires on a draw from the state's generator, and only a fault
+        that fires is counted and used up.
+        """
         for active in self.faults:
-            target = active.fault.operation
-            if active.fault.pipeline is not None and active.fault.pipeline != pipeline:
+            fault = active.fault
+            if fault.pipeline is not None and (
+                pipeline is None or fault.pipeline.lower() != pipeline.lower()
+            ):
                 continue
-            if target == operation or (target == "*" and operation != "token"):
-                active.remaining -= 1
-                if active.remaining <= 0:
-                    self.faults.remove(active)
-                self.stats.faults += 1
-                return active.fault
+            target = fault.operation
+            if not (target == operation or (target == "*" and operation != "token")):
+                continue
+            if fault.probability < 1 and self.random.random() >= fault.probability:
+                continue
+            active.remaining -= 1
+            if active.remaining <= 0:
+                self.faults.remove(active)
+            self.stats.faults += 1
+            return fault
         return None
 
+    def admin_run(self, run: Run) -> dict[str, Any]:
+        """A run as ADF shows it, plus what only the emulator knows."""
+        return {
+            **run.to_json(self.clock()),
+            "recovery": run.recovery.to_json(),
+            "principal": run.principal,
+            "clientRequestId": run.client_request_id,
+            "subscriptionId": run.scope.subscription,
+            "resourceGroupName": run.scope.resource_group,
+            "factoryName": run.scope.factory,
+            "cancelIsRecursive": run.cancel_recursive,
+        }
+
     def admin_runs(self) -> list[dict[str, Any]]:
+        return [self.admin_run(run) for run in self.runs.values()]
+
+    def finish_run(self, run_id: str, status: FinishStatus, message: str | None = None) -> Run:
+        """End a Queued or InProgress run now (any factory): runEnd = lastUpdated = now."""
+        run = self.runs.get(run_id.lower())
+        if run is None:
+            raise ArmError(
+                404, "PipelineRunNotFound", f"The pipeline run '{run_id}' was not found."
+            )
         now = self.clock()
-        return [
-            {
-                **run.to_json(now),
-                "recovery": run.recovery.to_json(),
-                "principal": run.principal,
-                "clientRequestId": run.client_request_id,
-                "subscriptionId": run.scope.subscription,
-                "resourceGroupName": run.scope.resource_group,
-                "factoryName": run.scope.factory,
-                "cancelIsRecursive": run.cancel_recursive,
-            }
-            for run in self.runs.values()
-        ]
+        current = run.snapshot(now).status
+        if current not in {"Queued", "InProgress"}:
+            raise ArmError(
+                400,
+                "PipelineRunNotRunning",
+                f"Pipeline run '{run_id}' is {current}; only a Queued or InProgress run can be "
+                "finished.",
+            )
+        run.finished_at = now
+        run.finished_status = status
+        if message is not None:
+            run.finished_message = message
+        else:
+            run.finished_message = FINISHED_FAILED_MESSAGE if status == "Failed" else ""
+        return run
 
     # -- Entra ID ---------------------------------------------------------------------------
 
@@ -353,14 +437,8 @@ class EmulatorState:
         target_is_scope: bool,
     ) -> IssuedToken:
         """Client credentials grant (v2 ``scope`` or v1 ``resource``)."""
-        if tenant.lower() != self.config.tenant_id.lower():
-            raise OAuthError(
-                400,
-                "invalid_request",
-                90002,
-                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
-                "and are signing into the correct cloud.",
-            )
+        if not self.is_tenant(tenant):
+            raise tenant_not_found(tenant, "invalid_request")
         if grant_type != "client_credentials":
             raise OAuthError(
                 400,
@@ -394,6 +472,9 @@ class EmulatorState:
             )
         audience = self._audience(target, target_is_scope)
         return self.issue_token(client_id, audience)
+
+    def is_tenant(self, tenant: str) -> bool:
+        return tenant.lower() == self.config.tenant_id.lower()
 
     @staticmethod
     def _audience(target: str | None, target_is_scope: bool) -> str:
@@ -491,13 +572,51 @@ class EmulatorState:
             self.stats.throttled += 1
             raise ArmError(
                 429,
-                "TooManyRequests",
+                "SubscriptionRequestsThrottled",
                 f"Number of '{kind[:-1]}' requests for subscription '{subscription}' actor "
                 f"'{principal}' exceeded. Please try again after '{retry_after}' seconds after "
-                "additional tokens are available. Refer to https://aka.ms/arm-throttling",
+                "additional tokens are available. Refer to https://aka.ms/arm-throttling for "
+                "additional information.",
                 retry_after=retry_after,
             )
         return remaining
+
+    @staticmethod
+    def check_subscription(subscription: str) -> None:
+        """ARM refuses a subscription id that is not a GUID, whatever exists."""
+        if not is_subscription_id(subscription):
+            raise ArmError(
+                400,
+                "InvalidSubscriptionId",
+                f"The provided subscription identifier '{subscription}' is malformed or invalid.",
+            )
+
+    def check_factory(self, scope: FactoryScope) -> None:
+        """404 as ARM says it when ``config.factories`` does not list this factory."""
+        known = self.config.factory_keys()
+        if known is None:
+            return
+        sub, rg, factory = scope.key()
+        if not any(k[0] == sub for k in known):
+            raise ArmError(
+                404,
+                "SubscriptionNotFound",
+                f"The subscription '{scope.subscription}' could not be found.",
+            )
+        if not any(k[:2] == (sub, rg) for k in known):
+            raise ArmError(
+                404,
+                "ResourceGroupNotFound",
+                f"Resource group '{scope.resource_group}' could not be found.",
+            )
+        if (sub, rg, factory) not in known:
+            raise ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource 'Microsoft.DataFactory/factories/{scope.factory}' under resource "
+                f"group '{scope.resource_group}' was not found. For more details please go to "
+                "https://aka.ms/ARMResourceNotFoundFix",
+            )
 
     def create_run(
         self,
@@ -510,19 +629,20 @@ class EmulatorState:
         client_request_id: str | None,
     ) -> Run:
         cfg = self.config
-        if cfg.known_pipelines is not None and pipeline not in cfg.known_pipelines:
+        if not cfg.pipeline_exists(pipeline):
             raise ArmError(404, "PipelineNotFound", f"Entity {pipeline} not found.")
         run_id = str(uuid.uuid4())
         group_id = run_id
         reference: Run | None = None
         if recovery.reference_pipeline_run_id is not None:
             reference = self._find(scope, recovery.reference_pipeline_run_id)
-            if reference is None or reference.pipeline_name != pipeline:
+            if reference is None or reference.pipeline_name.lower() != pipeline.lower():
                 raise ArmError(
                     400,
-                    "InvalidReferencePipelineRunId",
-                    f"The reference pipeline run '{recovery.reference_pipeline_run_id}' does not "
-                    f"exist for pipeline '{pipeline}' in factory '{scope.factory}'.",
+                    "ReferencedPipelineRunNotValid",
+                    f"Referenced pipeline run id {recovery.reference_pipeline_run_id} is not a "
+                    "valid run id.",
+                    target=f"pipeline/{pipeline}/",
                 )
             parameters = dict(reference.parameters)
             if recovery.is_recovery:
@@ -538,9 +658,8 @@ class EmulatorState:
             parameters=parameters,
             created_at=self.clock(),
             queue_seconds=cfg.queue_seconds,
-            run_seconds=cfg.run_seconds,
-            fails=pipeline in cfg.failing_pipelines
-            or parameters.get("_emulatorOutcome") == "Failed",
+            run_seconds=cfg.run_seconds_for(pipeline),
+            fails=cfg.pipeline_fails(pipeline) or parameters.get("_emulatorOutcome") == "Failed",
             recovery=recovery,
             principal=principal,
             client_request_id=client_request_id,
@@ -625,6 +744,8 @@ _FIELDS: dict[str, Callable[[Run, RunSnapshot], _SortValue]] = {
     "runend": lambda run, snap: snap.run_end,
 }
 _TIME_FIELDS = frozenset({"runstart", "runend"})
+_CASELESS_FIELDS = frozenset({"pipelinename", "status", "rungroupid"})
+"""Names, statuses and GUIDs match whatever their case."""
 _POSITIVE = frozenset({"equals", "in"})
 _OPERATORS = _POSITIVE | {"notequals", "notin"}
 
@@ -666,10 +787,11 @@ def _compile_filter(spec: dict[str, Any]) -> _Predicate:
         def normalise(value: _SortValue) -> _SortValue:
             return round(parse_iso(iso(value)), 6) if isinstance(value, float) else value
     else:
-        wanted = {v.lower() for v in values} if operand == "status" else set(values)
+        caseless = operand in _CASELESS_FIELDS
+        wanted = {v.lower() for v in values} if caseless else set(values)
 
         def normalise(value: _SortValue) -> _SortValue:
-            return value.lower() if operand == "status" and isinstance(value, str) else value
+            return value.lower() if caseless and isinstance(value, str) else value
 
     return lambda run, snap: (normalise(getter(run, snap)) in wanted) == positive
 

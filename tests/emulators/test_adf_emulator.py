@@ -22,7 +22,8 @@ TENANT = "local-tenant"
 CLIENT_ID = "runbridge-local"
 SECRET = "local-secret"
 ARM_SCOPE = "https://management.azure.com/.default"
-FACTORY = "/subscriptions/sub-1/resourceGroups/rg-test/providers/Microsoft.DataFactory/factories"
+SUB = "0f6c5b7e-2d1a-4c3b-9e8f-1a2b3c4d5e6f"
+FACTORY = f"/subscriptions/{SUB}/resourceGroups/rg-test/providers/Microsoft.DataFactory/factories"
 BASE = f"{FACTORY}/fac-1"
 API = {"api-version": "2018-06-01"}
 FAST: dict[str, Any] = {
@@ -35,6 +36,9 @@ FAST: dict[str, Any] = {
     "write_bucket": BucketSpec(capacity=200, refill_per_second=10),
     "known_pipelines": None,
     "failing_pipelines": frozenset(),
+    "pipeline_seconds": {},
+    "factories": None,
+    "seed": None,
 }
 WINDOW = {"lastUpdatedAfter": "2000-01-01T00:00:00Z", "lastUpdatedBefore": "2100-01-01T00:00:00Z"}
 
@@ -290,7 +294,7 @@ def test_api_version_is_required_and_checked(http: httpx.Client) -> None:
         f"{FACTORY}/bad_factory/pipelines/copy/createRun",
         f"{FACTORY}/fac-1/pipelines/a%2Fb/createRun",
         f"{FACTORY}/fac-1/pipelines/.hidden/createRun",
-        "/subscriptions/sub-1/resourceGroups/rg%20x/providers/Microsoft.DataFactory"
+        f"/subscriptions/{SUB}/resourceGroups/rg%20x/providers/Microsoft.DataFactory"
         "/factories/fac-1/pipelines/copy/createRun",
     ],
 )
@@ -354,7 +358,19 @@ def test_recovery_rerun_shares_group_and_copies_parameters(
     assert get_run(http, token, plain)["runGroupId"] == plain
 
     bogus = create_run(http, token, referencePipelineRunId="00000000-0000-0000-0000-000000000000")
-    assert (bogus.status_code, error_code(bogus)) == (400, "InvalidReferencePipelineRunId")
+    assert (bogus.status_code, error_code(bogus)) == (400, "ReferencedPipelineRunNotValid")
+    assert bogus.json()["error"]["target"] == "pipeline/copy/"
+    other = create_run(http, token, "other", referencePipelineRunId=first_id)
+    assert (other.status_code, error_code(other)) == (400, "ReferencedPipelineRunNotValid")
+    assert other.json()["error"] == {
+        "code": "ReferencedPipelineRunNotValid",
+        "message": f"Referenced pipeline run id {first_id} is not a valid run id.",
+        "target": "pipeline/other/",
+        "details": None,
+    }
+    by_case = create_run(http, token, "COPY", referencePipelineRunId=first_id.upper())
+    assert by_case.status_code == 200, "pipeline names and run ids match whatever their case"
+    assert get_run(http, token, by_case.json()["runId"])["pipelineName"] == "COPY"
 
 
 def test_cancel_walks_canceling_to_cancelled_and_finished_runs_refuse(
@@ -443,8 +459,13 @@ def test_write_bucket_throttles_with_retry_after(http: httpx.Client, admin: Admi
     ]
     assert remaining == ["1", "0"]
     throttled = create_run(http, token)
-    assert (throttled.status_code, error_code(throttled)) == (429, "TooManyRequests")
+    assert (throttled.status_code, error_code(throttled)) == (429, "SubscriptionRequestsThrottled")
     assert throttled.headers["Retry-After"] == "1"
+    assert throttled.json()["error"]["message"] == (
+        f"Number of 'write' requests for subscription '{SUB}' actor '{CLIENT_ID}' exceeded. "
+        "Please try again after '1' seconds after additional tokens are available. "
+        "Refer to https://aka.ms/arm-throttling for additional information."
+    )
     reads = http.post(f"{BASE}/queryPipelineRuns", params=API, headers=bearer(token), json=WINDOW)
     assert reads.status_code == 200
     assert admin.stats()["throttled"] == 1
@@ -521,6 +542,12 @@ def test_cli_announces_url_and_stops_on_sigterm() -> None:
             "a:b",
             "--run-seconds",
             "1",
+            "--pipeline-seconds",
+            "Six=Hours=21600",
+            "--factory",
+            f"{SUB}/rg-test/fac-1",
+            "--seed",
+            "7",
         ],
         cwd=root,
         stdout=subprocess.PIPE,
@@ -533,6 +560,8 @@ def test_cli_announces_url_and_stops_on_sigterm() -> None:
         url = line.rsplit(" ", 1)[1]
         config = AdminClient(url).config()
         assert config["clients"] == ["a"] and config["run_seconds"] == 1
+        assert config["pipeline_seconds"] == {"Six=Hours": 21600}
+        assert config["factories"] == [f"{SUB}/rg-test/fac-1"] and config["seed"] == 7
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
@@ -612,3 +641,381 @@ def test_an_empty_fault_answers_success_without_a_run_id(
     admin.inject(Fault(operation="createRun", kind="empty", after_effect=True))
     assert create_run(http, token).json() == {}
     assert len(admin.runs()) == 1, "after_effect: the run exists, the answer does not say so"
+
+
+# -- intermittent faults ----------------------------------------------------------------------
+
+
+def _dropped_calls(http: httpx.Client, token: str, calls: int) -> list[int]:
+    dropped = []
+    for i in range(calls):
+        try:
+            response = create_run(http, token, body={"i": i})
+        except httpx.RemoteProtocolError:
+            dropped.append(i)
+        else:
+            assert response.status_code == 200, response.text
+    return dropped
+
+
+def test_intermittent_drop_after_effect_is_seeded_and_counts_only_served_faults(
+    http: httpx.Client, admin: AdminClient
+) -> None:
+    admin.configure(seed=20240501, write_bucket=BucketSpec(capacity=5000, refill_per_second=10))
+    token = v2_token(http)
+    fault = Fault(
+        operation="createRun", kind="drop", after_effect=True, probability=0.05, count=10_000
+    )
+    admin.inject(fault)
+    dropped = _dropped_calls(http, token, 400)
+
+    assert 5 <= len(dropped) <= 40, f"5% of 400 calls, got {len(dropped)}"
+    assert len(admin.runs()) == 400, "after_effect: every call created its run"
+    assert admin.stats()["faults"] == len(dropped)
+    [active] = admin.faults()
+    assert active["probability"] == 0.05
+    assert active["remaining"] == 10_000 - len(dropped), "only served faults are counted"
+
+    admin.reset()
+    admin.inject(fault)
+    assert _dropped_calls(http, token, 400) == dropped, "reset re-seeds: same calls dropped"
+    admin.configure(seed=1)
+    admin.reset()
+    admin.inject(fault)
+    assert _dropped_calls(http, token, 400) != dropped, "another seed, other calls"
+
+
+def test_probability_draws_fall_through_to_the_next_fault_and_stop_at_count() -> None:
+    from emulators.adf._state import EmulatorState
+
+    state = EmulatorState(AdfEmulatorConfig(seed=3))
+    state.add_faults(
+        [
+            Fault(operation="getRun", probability=0.25, count=100_000, code="Rare"),
+            Fault(operation="getRun", count=3, code="Fallback"),
+        ]
+    )
+    codes = [getattr(state.take_fault("getRun"), "code", None) for _ in range(4000)]
+    assert codes[:3].count("Fallback") + codes[:3].count("Rare") == 3
+    assert codes.count("Fallback") == 3, "requests that escape the first fault meet the next"
+    assert 850 <= codes.count("Rare") <= 1150, codes.count("Rare")
+    assert state.stats.faults == codes.count("Rare") + 3
+    assert state.faults[0].remaining == 100_000 - codes.count("Rare")
+
+    again = EmulatorState(AdfEmulatorConfig(seed=3))
+    again.add_faults(
+        [
+            Fault(operation="getRun", probability=0.25, count=100_000, code="Rare"),
+            Fault(operation="getRun", count=3, code="Fallback"),
+        ]
+    )
+    assert [getattr(again.take_fault("getRun"), "code", None) for _ in range(4000)] == codes
+
+    certain = EmulatorState(AdfEmulatorConfig())
+    certain.add_faults([Fault(operation="cancel", count=2)])
+    assert certain.take_fault("cancel") is not None and certain.take_fault("cancel") is not None
+    assert certain.take_fault("cancel") is None and certain.faults == []
+
+
+@pytest.mark.parametrize("probability", [0, -0.1, 1.5])
+def test_fault_probability_must_be_in_0_1(
+    admin: AdminClient, emulator_url: str, probability: float
+) -> None:
+    assert Fault(probability=0.5).probability == 0.5 and Fault().probability == 1
+    with pytest.raises(ValueError, match=r"probability\n  Input should be"):
+        Fault(probability=probability)
+    bad = httpx.post(
+        f"{emulator_url}/_emulator/faults", json={"faults": [{"probability": probability}]}
+    )
+    assert bad.status_code == 400
+    assert admin.faults() == []
+
+
+# -- per-pipeline durations and finishing runs early --------------------------------------------
+
+SIX_HOURS = 6 * 3600
+
+
+def test_pipeline_seconds_override_run_seconds_case_insensitively() -> None:
+    clock = FakeClock()
+    config = AdfEmulatorConfig(
+        queue_seconds=1,
+        run_seconds=60,
+        pipeline_seconds={"NightlyLoad": SIX_HOURS},
+        token_lifetime_seconds=2 * SIX_HOURS,
+    )
+    with run_in_thread(config, clock=clock) as emu, httpx.Client(base_url=emu.url) as http:
+        token = v2_token(http)
+        long_id = create_run(http, token, "nightlyload").json()["runId"]
+        short_id = create_run(http, token, "copy").json()["runId"]
+        clock.now += 61
+        assert get_run(http, token, short_id)["status"] == "Succeeded"
+        assert get_run(http, token, long_id)["status"] == "InProgress"
+        clock.now += SIX_HOURS - 61
+        assert get_run(http, token, long_id)["status"] == "InProgress"
+        clock.now += 1
+        done = get_run(http, token, long_id)
+        assert (done["status"], done["durationInMs"]) == ("Succeeded", SIX_HOURS * 1000)
+        assert done["pipelineName"] == "nightlyload", "runs keep the name they were created with"
+
+        with AdminClient(emu.url) as admin:
+            patched = admin.configure(pipeline_seconds={"Copy": 5})
+            assert patched["pipeline_seconds"] == {"Copy": 5}
+            quick = create_run(http, token, "COPY").json()["runId"]
+            clock.now += 6
+            assert get_run(http, token, quick)["durationInMs"] == 5000
+            with pytest.raises(httpx.HTTPStatusError):
+                admin.configure(pipeline_seconds={"copy": 1, "COPY": 2})
+            with pytest.raises(httpx.HTTPStatusError):
+                admin.configure(pipeline_seconds={"copy": -1})
+
+
+def test_finish_ends_a_six_hour_run_now() -> None:
+    clock = FakeClock()
+    config = AdfEmulatorConfig(
+        queue_seconds=10,
+        pipeline_seconds={"six-hours": SIX_HOURS},
+        token_lifetime_seconds=2 * SIX_HOURS,
+    )
+    with (
+        run_in_thread(config, clock=clock) as emu,
+        httpx.Client(base_url=emu.url) as http,
+        AdminClient(emu.url) as admin,
+    ):
+        token = v2_token(http)
+        running = create_run(http, token, "six-hours").json()["runId"]
+        clock.now += 145
+        assert get_run(http, token, running)["status"] == "InProgress"
+        queued_later = create_run(http, token, "six-hours").json()["runId"]
+        clock.now += 5
+        assert get_run(http, token, queued_later)["status"] == "Queued"
+        record = admin.finish(running)
+        assert record["runId"] == running and record["status"] == "Succeeded"
+        run = get_run(http, token, running)
+        assert run["status"] == "Succeeded" and run["message"] == ""
+        assert run["runStart"] == "2023-11-14T22:13:30.0000000Z"
+        assert run["runEnd"] == run["lastUpdated"] == "2023-11-14T22:15:50.0000000Z"
+        assert run["durationInMs"] == 140_000
+
+        failed = admin.finish(queued_later.upper(), status="Failed", message="disk full")
+        assert failed["status"] == "Failed"
+        run = get_run(http, token, queued_later)
+        assert (run["status"], run["message"]) == ("Failed", "disk full")
+        assert run["runStart"] == run["runEnd"] == run["lastUpdated"], "started now, ended now"
+        assert run["durationInMs"] == 0
+
+        clock.now += SIX_HOURS
+        assert get_run(http, token, running)["status"] == "Succeeded", "stays finished"
+        assert get_run(http, token, running)["runEnd"] == "2023-11-14T22:15:50.0000000Z"
+        cancel = http.post(
+            f"{BASE}/pipelineruns/{running}/cancel", params=API, headers=bearer(token)
+        )
+        assert (cancel.status_code, error_code(cancel)) == (400, "PipelineRunNotRunning")
+
+        with pytest.raises(httpx.HTTPStatusError) as ended:
+            admin.finish(running, status="Failed")
+        assert ended.value.response.status_code == 400
+        assert ended.value.response.json()["error"]["code"] == "PipelineRunNotRunning"
+        with pytest.raises(httpx.HTTPStatusError) as unknown:
+            admin.finish("00000000-0000-0000-0000-000000000000")
+        assert unknown.value.response.status_code == 404
+
+        default_failed = create_run(http, token, "six-hours").json()["runId"]
+        assert admin.finish(default_failed, "Failed")["message"], "a failure says something"
+        bad = http.post(f"/_emulator/runs/{default_failed}/finish", json={"status": "Cancelled"})
+        assert bad.status_code == 400
+
+
+def test_finish_refuses_a_run_being_cancelled(http: httpx.Client, admin: AdminClient) -> None:
+    admin.configure(queue_seconds=30, cancel_seconds=30)
+    token = v2_token(http)
+    run_id = create_run(http, token).json()["runId"]
+    http.post(f"{BASE}/pipelineruns/{run_id}/cancel", params=API, headers=bearer(token))
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        admin.finish(run_id)
+    assert refused.value.response.status_code == 400
+    assert get_run(http, token, run_id)["status"] == "Canceling"
+
+
+# -- which factories exist -----------------------------------------------------------------------
+
+OTHER_SUB = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
+def arm_path(sub: str, rg: str, factory: str, rest: str = "pipelines/copy/createRun") -> str:
+    return (
+        f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.DataFactory"
+        f"/factories/{factory}/{rest}"
+    )
+
+
+def test_only_configured_factories_exist(http: httpx.Client, admin: AdminClient) -> None:
+    admin.configure(factories={f"{SUB}/rg-test/fac-1", f"{SUB}/rg-test/Fac-2"})
+    assert admin.config()["factories"] == [f"{SUB}/rg-test/Fac-2", f"{SUB}/rg-test/fac-1"]
+    token = v2_token(http)
+
+    def post(path: str) -> httpx.Response:
+        return http.post(path, params=API, headers=bearer(token), json=WINDOW)
+
+    assert create_run(http, token).status_code == 200
+    assert post(arm_path(SUB.upper(), "RG-TEST", "FAC-1")).status_code == 200
+    assert post(arm_path(SUB, "rg-test", "fac-2")).status_code == 200
+
+    no_group = post(arm_path(SUB, "rg-prod", "fac-1"))
+    assert (no_group.status_code, no_group.json()["error"]["code"]) == (
+        404,
+        "ResourceGroupNotFound",
+    )
+    assert no_group.json()["error"]["message"] == "Resource group 'rg-prod' could not be found."
+    no_factory = post(arm_path(SUB, "rg-test", "fac-3", "queryPipelineRuns"))
+    assert no_factory.status_code == 404
+    assert no_factory.json()["error"] == {
+        "code": "ResourceNotFound",
+        "message": "The Resource 'Microsoft.DataFactory/factories/fac-3' under resource group "
+        "'rg-test' was not found. For more details please go to "
+        "https://aka.ms/ARMResourceNotFoundFix",
+        "target": None,
+        "details": None,
+    }
+    missing_get = http.get(
+        arm_path(SUB, "rg-test", "fac-3", "pipelineruns/abc"), params=API, headers=bearer(token)
+    )
+    assert (missing_get.status_code, error_code(missing_get)) == (404, "ResourceNotFound")
+    other_sub = post(arm_path(OTHER_SUB, "rg-test", "fac-1"))
+    assert (other_sub.status_code, error_code(other_sub)) == (404, "SubscriptionNotFound")
+    assert len(admin.runs()) == 3
+
+    admin.configure(factories=None)
+    assert post(arm_path(OTHER_SUB, "rg-prod", "fac-3")).status_code == 200
+    with pytest.raises(httpx.HTTPStatusError):
+        admin.configure(factories={"sub-1/rg/fac"})
+    with pytest.raises(httpx.HTTPStatusError):
+        admin.configure(factories={f"{SUB}/fac-without-group"})
+
+
+@pytest.mark.parametrize("factories", [None, {f"{SUB}/rg-test/fac-1"}])
+@pytest.mark.parametrize(
+    "subscription", ["sub-1", "12345678-1234-1234-1234-12345678abc", f"{SUB}0", "{" + SUB + "}"]
+)
+def test_a_subscription_id_that_is_not_a_guid_is_invalid_whatever_the_config(
+    http: httpx.Client, admin: AdminClient, factories: set[str] | None, subscription: str
+) -> None:
+    admin.configure(factories=factories)
+    response = http.post(
+        arm_path(quote(subscription, safe=""), "rg-test", "fac-1"),
+        params=API,
+        headers=bearer(v2_token(http)),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "InvalidSubscriptionId"
+    assert response.json()["error"]["message"] == (
+        f"The provided subscription identifier '{subscription}' is malformed or invalid."
+    )
+    assert admin.runs() == []
+
+
+# -- names are case-insensitive ------------------------------------------------------------------
+
+
+def test_pipeline_settings_and_filters_ignore_case(http: httpx.Client, admin: AdminClient) -> None:
+    admin.configure(known_pipelines={"CopySales", "Broken"}, failing_pipelines={"BROKEN"})
+    token = v2_token(http)
+    upper = create_run(http, token, "COPYSALES")
+    assert upper.status_code == 200, upper.text
+    lower = create_run(http, token, "copysales").json()["runId"]
+    missing = create_run(http, token, "copy-sales")
+    assert (missing.status_code, error_code(missing)) == (404, "PipelineNotFound")
+    broken = create_run(http, token, "broken").json()["runId"]
+    assert wait_for(http, token, broken, "Failed")["pipelineName"] == "broken"
+    assert wait_for(http, token, lower, "Succeeded")["pipelineName"] == "copysales"
+
+    other_case_base = BASE.replace("rg-test", "RG-Test").replace("fac-1", "FAC-1")
+    query = http.post(
+        f"{other_case_base}/queryPipelineRuns",
+        params=API,
+        headers=bearer(token),
+        json={
+            **WINDOW,
+            "filters": [{"operand": "PipelineName", "operator": "In", "values": ["CopySales"]}],
+        },
+    )
+    assert query.status_code == 200
+    names = sorted(r["pipelineName"] for r in query.json()["value"])
+    assert names == ["COPYSALES", "copysales"]
+    excluded = http.post(
+        f"{BASE}/queryPipelineRuns",
+        params=API,
+        headers=bearer(token),
+        json={
+            **WINDOW,
+            "filters": [{"operand": "PipelineName", "operator": "NotIn", "values": ["copySALES"]}],
+        },
+    ).json()
+    assert [r["pipelineName"] for r in excluded["value"]] == ["broken"]
+    assert (
+        http.get(
+            f"{other_case_base}/pipelineruns/{lower}", params=API, headers=bearer(token)
+        ).json()["runId"]
+        == lower
+    )
+
+    admin.inject(Fault(operation="createRun", pipeline="copySales", status=500, code="Boom"))
+    assert create_run(http, token, "COPYSALES").status_code == 500
+
+
+# -- OpenID discovery -------------------------------------------------------------------------------
+
+
+def test_openid_configuration_points_at_this_emulator(
+    http: httpx.Client, emulator_url: str, admin: AdminClient
+) -> None:
+    response = http.get(f"/{TENANT}/v2.0/.well-known/openid-configuration")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    doc = response.json()
+    authority = f"{emulator_url}/{TENANT}"
+    assert doc["issuer"] == f"{authority}/v2.0"
+    assert doc["token_endpoint"] == f"{authority}/oauth2/v2.0/token"
+    assert doc["authorization_endpoint"] == f"{authority}/oauth2/v2.0/authorize"
+    assert doc["jwks_uri"] == f"{authority}/discovery/v2.0/keys"
+    assert doc["response_types_supported"] == [
+        "code",
+        "id_token",
+        "code id_token",
+        "id_token token",
+    ]
+    assert doc["subject_types_supported"] == ["pairwise"]
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    assert isinstance(doc["tenant_region_scope"], str) and doc["tenant_region_scope"]
+    assert "client_secret_post" in doc["token_endpoint_auth_methods_supported"]
+
+    token = http.post(
+        doc["token_endpoint"],
+        data={
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": SECRET,
+            "scope": ARM_SCOPE,
+        },
+    )
+    assert token.status_code == 200, "the advertised token endpoint issues tokens"
+    assert create_run(http, token.json()["access_token"]).status_code == 200
+    assert http.get(doc["jwks_uri"]).json() == {"keys": []}
+
+    by_case = http.get(f"/{TENANT.upper()}/v2.0/.well-known/openid-configuration").json()
+    assert by_case["token_endpoint"] == doc["token_endpoint"]
+    assert admin.stats()["requests"]["discovery"] == 3
+
+
+def test_openid_configuration_for_an_unknown_tenant_is_an_aadsts_error(
+    http: httpx.Client, admin: AdminClient
+) -> None:
+    admin.inject(Fault(operation="token", status=503))
+    response = http.get("/someone-else/v2.0/.well-known/openid-configuration")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "invalid_tenant"
+    assert body["error_codes"] == [90002]
+    assert body["error_description"].startswith("AADSTS90002: Tenant 'someone-else' not found.")
+    assert {"timestamp", "trace_id", "correlation_id", "error_uri"} <= set(body)
+    assert len(admin.faults()) == 1, "discovery does not use up token faults"

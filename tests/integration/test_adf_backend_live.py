@@ -64,13 +64,13 @@ async def test_cancel_then_cancel_again_after_the_end(
     created = await backend.create_run(
         AdfRun.model_validate({"pipelineName": "long"}), request_id="r"
     )
-    await backend.cancel_run(created.run_id)
+    assert await backend.cancel_run(created.run_id, None) is True
     assert (await backend.get_run(created.run_id)).state in (
         RunState.CANCELLING,
         RunState.CANCELLED,
     )
     assert await state_after(backend, created.run_id, RunState.CANCELLED) is RunState.CANCELLED
-    await backend.cancel_run(created.run_id)  # already ended: not an error
+    assert await backend.cancel_run(created.run_id, None) is False, "already ended: said so"
 
 
 async def test_a_recovery_rerun_joins_the_group_of_the_run_it_reruns(

@@ -53,10 +53,10 @@ async def test_entries_come_back_per_partition_newest_first_and_in_play_ones_to_
     assert (
         await ensure_ledger_topic(kafka_bootstrap, requests, ledger_topic, retention_ms=60_000) == 3
     )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
+    sink = EventSink(lambda: AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all"))
+    await sink.start()
     try:
-        publisher = Publisher(EventSink(producer), Metrics())
+        publisher = Publisher(sink, Metrics())
         writer = KafkaLedger(publisher, kafka_bootstrap, ledger_topic)
         await writer.restore([0, 1])
         intent = entry(None)
@@ -73,7 +73,7 @@ async def test_entries_come_back_per_partition_newest_first_and_in_play_ones_to_
         reader = KafkaLedger(publisher, kafka_bootstrap, ledger_topic)
         in_play = await reader.restore([0])
     finally:
-        await producer.stop()
+        await sink.stop()
     assert in_play == [(0, answered)], "the newest entry wins; settled ones are not followed"
     assert reader.get(0, intent.request_id) == answered
     assert reader.get(0, ended.request_id) == ended, "settled entries come back whole"

@@ -23,7 +23,7 @@ from bridge.errors import (
     InvalidIdentifier,
     TransientBackendError,
 )
-from contracts import AdfRun, RunState
+from contracts import AdfCancel, AdfRun, RunState
 
 TARGET = AdfTarget.model_validate(
     {
@@ -220,7 +220,25 @@ def test_a_subscription_id_that_is_not_a_uuid_is_refused_at_start_up() -> None:
         )
 
 
-async def test_cancelling_a_finished_run_is_not_an_error() -> None:
+async def test_cancelling_a_finished_run_says_so_rather_than_failing() -> None:
     body = {"error": {"code": "PipelineRunNotRunning", "message": "done"}}
     adf, _ = backend(lambda request: httpx.Response(400, json=body))
-    await adf.cancel_run("r-1")
+    assert await adf.cancel_run("r-1", None) is False
+
+
+@pytest.mark.parametrize(
+    ("options", "recursive"), [(None, "false"), ({"isRecursive": True}, "true")]
+)
+async def test_a_cancel_is_recursive_only_when_asked(
+    options: dict[str, bool] | None, recursive: str
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    adf, _ = backend(answer)
+    cancel = AdfCancel.model_validate(options) if options is not None else None
+    assert await adf.cancel_run("r-1", cancel) is True
+    assert seen[0].url.params["isRecursive"] == recursive

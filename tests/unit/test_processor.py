@@ -397,3 +397,68 @@ async def test_a_replayed_dead_letter_carries_only_its_new_failure_s_error_heade
         None,
     )
     assert [n for n, _ in sink.sent[0].headers].count("runbridge.error.reason") == 1
+
+
+def cancel_record(request_id: str, **fields: Any) -> Any:
+    value, headers = request_record(
+        {"request_id": request_id, **fields}, event_type="org.runbridge.run.cancel-requested.v1"
+    )
+    return ConsumerRecord(**{**record(value=value).__dict__, "headers": tuple(headers)})
+
+
+class CancellableBackend(Backend):
+    def __init__(self, *answers: str | Exception, running: bool = True) -> None:
+        super().__init__(*answers)
+        self.running = running
+        self.cancels: list[tuple[str, Any]] = []
+
+    async def cancel_run(self, run_id: str, options: Any) -> bool:
+        self.cancels.append((run_id, options))
+        return self.running
+
+
+async def test_a_cancel_of_a_running_run_asks_the_run_api_and_publishes_cancelling() -> None:
+    sink, ledger, backend = Sink(), MemoryLedger(), CancellableBackend("run-1")
+    worker = processor(sink, backend, ledger)
+    data = request()
+    await worker(record(data))
+    options = {"system": "adf", "isRecursive": True}
+    await worker(cancel_record(data["request_id"], reason="wrong day", options=options))
+    assert [(run_id, o.is_recursive) for run_id, o in backend.cancels] == [("run-1", True)]
+    cancelling = data_of(sink.sent[-1])
+    assert (cancelling["state"], cancelling["previous_state"]) == ("CANCELLING", "QUEUED")
+    assert cancelling["reason"] == {"code": "cancel-requested", "message": "wrong day"}
+
+
+async def test_a_cancel_of_a_run_the_run_api_finds_ended_is_a_dead_letter_saying_so() -> None:
+    sink, ledger = Sink(), MemoryLedger()
+    worker = processor(sink, CancellableBackend("run-1", running=False), ledger)
+    data = request()
+    await worker(record(data))
+    await worker(cancel_record(data["request_id"]))
+    assert sink.topics()[-1] == DLQ
+    assert error_of(sink.sent[-1]).reason == "run-already-ended"
+    assert STATE not in sink.topics()[2:], "no state event: the run's end is tracking's"
+
+
+async def test_a_cancel_of_a_rejected_request_has_nothing_to_cancel() -> None:
+    sink, ledger = Sink(), MemoryLedger()
+    worker = processor(sink, CancellableBackend(BackendRejected("HTTP 404")), ledger)
+    data = request()
+    await worker(record(data))
+    await worker(cancel_record(data["request_id"]))
+    assert error_of(sink.sent[-1]).reason == "nothing-to-cancel"
+
+
+async def test_a_cancel_that_comes_first_stops_the_request_from_starting() -> None:
+    sink, ledger, backend = Sink(), MemoryLedger(), CancellableBackend("run-1")
+    worker = processor(sink, backend, ledger)
+    data = request()
+    await worker(cancel_record(data["request_id"]))
+    cancelled = data_of(sink.sent[0])
+    assert (cancelled["state"], cancelled["terminal"]) == ("CANCELLED", True)
+    assert cancelled["reason"]["code"] == "cancelled-before-start"
+    await worker(record(data))
+    assert backend.calls == 0, "the request started nothing"
+    assert sink.topics() == [STATE, STATE]
+    assert dict(sink.sent[0].headers)["ce_id"] == dict(sink.sent[1].headers)["ce_id"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
 
-from contracts import AdfRun, RunSpec, System
+from contracts import AdfCancel, AdfRun, CancelOptions, RunSpec, RunState, System
 
 from ..._http import json_object, status_error, transport_error
 from ...auth import BearerTokenAuth, TokenSource
@@ -17,7 +17,7 @@ from ...errors import AuthenticationFailed, BackendRejected, OutcomeUnknown
 from .._base import CreatedRun, FollowedRun, Poll, RunStatus
 from ._entra import token_source
 from ._names import factory_path, segment
-from ._status import parameters_match, run_status
+from ._status import STATUS_TO_STATE, parameters_match, run_status
 from ._target import AdfTarget
 
 API_VERSION = "2018-06-01"
@@ -57,6 +57,9 @@ def cloud_error(response: httpx.Response) -> tuple[str | None, str | None]:
 
 class AdfBackend:
     system: ClassVar[System] = System.ADF
+    status_words: ClassVar[Mapping[RunState, str]] = {
+        state: status for status, state in STATUS_TO_STATE.items()
+    }
 
     def __init__(
         self,
@@ -216,8 +219,10 @@ class AdfBackend:
             statuses.extend(run_status(p) for p in page if p.get("runId") in wanted)
         return Poll(statuses=statuses, through=until, reads=reads)
 
-    async def cancel_run(self, run_id: str) -> None:
-        """Cancel a run; a run that has already ended is not an error."""
+    async def cancel_run(self, run_id: str, options: CancelOptions | None) -> bool:
+        """Cancel a run (with its child pipelines if ``isRecursive``). ADF refuses to cancel
+        a run that has ended with ``PipelineRunNotRunning``: that is False, not an error."""
+        recursive = isinstance(options, AdfCancel) and options.is_recursive
         path = f"{self._factory_path}/pipelineruns/{segment('run id', run_id)}/cancel"
         try:
             await self._call(
@@ -225,11 +230,16 @@ class AdfBackend:
                 path,
                 operation="cancel",
                 idempotent=True,
-                params={"api-version": API_VERSION, "isRecursive": "true"},
+                params={
+                    "api-version": API_VERSION,
+                    "isRecursive": "true" if recursive else "false",
+                },
             )
         except BackendRejected as exc:
-            if exc.code != "PipelineRunNotRunning":
-                raise
+            if exc.code == "PipelineRunNotRunning":
+                return False
+            raise
+        return True
 
     async def aclose(self) -> None:
         await self._client.aclose()
