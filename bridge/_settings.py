@@ -33,6 +33,12 @@ class TrackingSpec(Strict):
         description="Each poll asks again for changes this long before the last one "
         "(clock skew, late updates).",
     )
+    verify_after_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A run no poll has reported for this long is asked about on its own "
+        "(a GET): the fallback, should a batch query miss it.",
+    )
     deadline_seconds: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,

@@ -43,6 +43,8 @@ class Metrics:
     """Status polls of the run APIs (one may span several reads)."""
     tracking_failures: int = 0
     """Polls that failed and were tried again later."""
+    verified_runs: int = 0
+    """Runs asked about one by one (a GET) because no poll had reported them for long."""
     followed_runs: int = 0
     """Runs being followed right now."""
 

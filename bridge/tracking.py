@@ -25,7 +25,7 @@ from typing import TypeVar
 from contracts import Reason, RunSpec, RunState
 
 from ._settings import TrackingSpec
-from .backends import Backend, FollowedRun
+from .backends import Backend, FollowedRun, RunStatus
 from .errors import BridgeError
 from .ledger import LedgerEntry
 from .metrics import Metrics
@@ -44,6 +44,8 @@ class _Followed:
     run: FollowedRun
     republish: bool = False
     """Restored after a restart or a hand-over: its current state's event goes out again."""
+    seen_at: datetime | None = None
+    """When a poll or a GET last reported it."""
 
 
 @dataclass
@@ -94,7 +96,11 @@ class RunTracker:
         if entry.run_id in loop.runs:
             return
         loop.runs[entry.run_id] = _Followed(
-            partition, entry, FollowedRun(entry.run_id, self._run_spec(entry)), republish
+            partition,
+            entry,
+            FollowedRun(entry.run_id, self._run_spec(entry)),
+            republish,
+            seen_at=self._now(),
         )
         # Ask from this run's last recorded change: a restored run may have moved while
         # no one was looking.
@@ -163,12 +169,14 @@ class RunTracker:
             log.warning("polling target %s failed (%s); trying again later", loop.name, exc)
             return False
         changes = [(loop.runs[s.run_id], s) for s in poll.statuses if s.run_id in loop.runs]
+        changes += await self._verify_unseen(loop, {item.run.run_id for item, _ in changes})
         results = await _bounded(
             [self._states.advance(item.partition, item.entry, s) for item, s in changes],
             limit=self._concurrency,
         )
         changed = False
         for (item, status), entry in zip(changes, results, strict=True):
+            item.seen_at = self._now()
             changed |= entry.state != item.entry.state
             item.entry = entry
             if not entry.followed:
@@ -176,6 +184,31 @@ class RunTracker:
         loop.since = poll.through
         self._count()
         return changed
+
+    async def _verify_unseen(
+        self, loop: _TargetLoop, seen: set[str]
+    ) -> list[tuple[_Followed, RunStatus]]:
+        """The fallback: runs no poll has reported for ``verify_after_seconds`` are asked
+        about one by one (a GET each, out of the same read budget)."""
+        limit = timedelta(seconds=loop.spec.verify_after_seconds)
+        now = self._now()
+        stale = [
+            item
+            for run_id, item in loop.runs.items()
+            if run_id not in seen and item.seen_at is not None and now - item.seen_at > limit
+        ]
+        found: list[tuple[_Followed, RunStatus]] = []
+        for item in stale:
+            try:
+                status = await loop.backend.get_run(item.run.run_id)
+            except BridgeError as exc:
+                self._metrics.tracking_failures += 1
+                log.warning("getting run %s failed (%s)", item.run.run_id, exc)
+                continue
+            self._metrics.verified_runs += 1
+            item.seen_at = now
+            found.append((item, status))
+        return found
 
     async def _enforce_deadline(self, loop: _TargetLoop) -> None:
         deadline = timedelta(seconds=loop.spec.deadline_seconds)

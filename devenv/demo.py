@@ -48,25 +48,46 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-async def exchange(settings: Settings) -> None:
+async def exchange(settings: Settings, env: dict[str, str]) -> None:
     requests = [
         run_request("copy-sales", target="sales-adf", parameters={"day": "2026-11-25"}),
         run_request("copy-sales", target="sales-adf", parameters={"day": "2026-11-26"}),
         run_request("refresh-model", target="sales-adf", correlation_id="nightly-42"),
+        run_request("rebuild-warehouse", target="sales-adf"),
     ]
     unknown = run_request("copy-sales", target="no-such-target")
-    say("sending 3 run requests (refresh-model will fail) and 1 for an unknown target")
+    long_run = requests[3]
+    say(
+        "sending 4 run requests (refresh-model will fail, rebuild-warehouse takes an hour) "
+        "and 1 for an unknown target"
+    )
     records = [(b"sales", *as_record(request)) for request in requests]
     records.append((b"sales", *as_record(unknown)))
     await produce(settings.bootstrap_servers, settings.requests_topic, records)
     for request in [*requests, unknown]:
         print(f"   request {request['request_id']} → target {request['target']}")
 
-    created = await consume(settings.bootstrap_servers, settings.created_topic, at_least=3)
+    created = await consume(settings.bootstrap_servers, settings.created_topic, at_least=4)
     say(f"run-created events on {settings.created_topic}")
     for record in created:
         data = event_data(record)
         print(f"   {data['request_id']} → ADF run {data['run_id']} ({data['run']['pipelineName']})")
+
+    def running(records: list[Any]) -> bool:
+        return any(
+            (e := event_data(r))["request_id"] == long_run["request_id"] and e["state"] == "RUNNING"
+            for r in records
+        )
+
+    await consume(settings.bootstrap_servers, settings.state_topic, until=running)
+    say(f"cancelling rebuild-warehouse: runbridge cancel --request-id {long_run['request_id']}")
+    cancel = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "bridge", "cancel", "--request-id", long_run["request_id"]],
+        *["--key", "sales", "--reason", "not tonight"],
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert await cancel.wait() == 0, "runbridge cancel failed"
 
     def ended(records: list[Any]) -> bool:
         terminal = {event_data(r)["request_id"] for r in records if event_data(r)["terminal"]}
@@ -102,7 +123,12 @@ def main() -> int:
     say("starting Kafka (KRaft, from Maven Central jars)")
     with (
         kafka.start(work_dir=work) as broker,
-        run_in_thread(AdfEmulatorConfig(failing_pipelines=frozenset({"refresh-model"}))) as adf,
+        run_in_thread(
+            AdfEmulatorConfig(
+                failing_pipelines=frozenset({"refresh-model"}),
+                pipeline_seconds={"rebuild-warehouse": 3600},
+            )
+        ) as adf,
     ):
         print(f"   Kafka at {broker.bootstrap_servers}, ADF emulator at {adf.url}")
         targets = work / "targets.toml"
@@ -118,7 +144,7 @@ def main() -> int:
         say("starting the bridge: runbridge run")
         bridge = subprocess.Popen([sys.executable, "-m", "bridge", "run"], env=env)
         try:
-            asyncio.run(exchange(settings))
+            asyncio.run(exchange(settings, env))
         finally:
             say("stopping")
             bridge.terminate()
