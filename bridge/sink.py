@@ -78,6 +78,7 @@ class EventSink:
         self._make = make_producer
         self._producer: AIOKafkaProducer | None = None
         self._replacing = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
         self.replacements = 0
 
     async def start(self) -> None:
@@ -92,6 +93,8 @@ class EventSink:
     async def stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def send(self, output: OutputRecord) -> None:
         producer = self._producer
@@ -127,5 +130,12 @@ class EventSink:
             await fresh.start()
             self._producer = fresh
             self.replacements += 1
-        with contextlib.suppress(Exception):
-            await retired.stop()
+        # Stopped aside and bounded: a broken producer may never finish flushing.
+        task = asyncio.create_task(_stop_quietly(retired))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+
+async def _stop_quietly(producer: AIOKafkaProducer, timeout: float = 10.0) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), timeout)

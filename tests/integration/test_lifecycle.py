@@ -178,7 +178,7 @@ async def test_a_six_hour_run_holds_back_no_commits_and_is_followed_to_its_end(
         await consume(
             kafka_bootstrap, settings.state_topic, until=ended(after["request_id"]), timeout=30
         )
-        for _ in range(50):
+        for _ in range(150):
             if await committed(kafka_bootstrap, settings.group_id, settings.requests_topic) == 2:
                 break
             await asyncio.sleep(0.2)
@@ -304,7 +304,7 @@ async def test_500_requests_through_three_sigkills_and_lost_answers_start_one_ru
 
     adf.configure(
         queue_seconds=0.3,
-        run_seconds=1.0,
+        run_seconds=3.0,
         latency_ms=20,
         seed=11,
         write_bucket={"capacity": 2000, "refill_per_second": 200},  # throttling is not the point
@@ -336,8 +336,10 @@ async def test_500_requests_through_three_sigkills_and_lost_answers_start_one_ru
         finally:
             bridge.send_signal(signal.SIGKILL)
             await bridge.wait()
-        print(f"\nkill {kill + 1}: {before} → {len(adf.runs())} ADF runs")
-    assert len(adf.runs()) < 500, "the kills landed mid-stream"
+        runs = adf.runs()
+        unfinished = sum(run["status"] in ("Queued", "InProgress") for run in runs)
+        print(f"\nkill {kill + 1}: {before} → {len(runs)} ADF runs, {unfinished} not ended")
+        assert len(runs) < 500 or unfinished, "the kill landed while runs were in flight"
     last = await asyncio.create_subprocess_exec(*command, env=env)
     try:
         states = await consume(
