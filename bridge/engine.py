@@ -40,6 +40,9 @@ Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 Handler = Callable[[Record], Awaitable[None]]
 UnreadableHandler = Callable[[TopicPartition, UnreadableBatch], Awaitable[None]]
 PartitionsHook = Callable[[set[TopicPartition]], Awaitable[None]]
+GiveUpHandler = Callable[[Record, Exception], Awaitable[None]]
+"""Called for a record whose handler failed ``handler_attempts`` times (a bug): it must
+report the record (e.g. dead-letter it) so that the partition moves on."""
 
 
 def ordering_key(record: Record) -> Hashable:
@@ -84,6 +87,8 @@ class Engine:
         retry_backoff: float = 1.0,
         keepalive_interval: float = 60.0,
         stall_timeout: float = 300.0,
+        handler_attempts: int = 5,
+        on_give_up: GiveUpHandler | None = None,
         metrics: Metrics | None = None,
         on_poll: Callable[[], None] | None = None,
     ) -> None:
@@ -99,6 +104,8 @@ class Engine:
         self._retry_backoff = retry_backoff
         self._keepalive_interval = keepalive_interval
         self._stall_timeout = stall_timeout
+        self._handler_attempts = handler_attempts
+        self._on_give_up = on_give_up
         self.metrics = metrics or Metrics()
         self._on_poll = on_poll
         self._dispatcher = KeyedDispatcher()
@@ -369,19 +376,28 @@ class Engine:
                 await self._handler(work)
 
         async def job() -> None:
+            failures = 0
+            last_error: Exception = RuntimeError("no failure yet")
             while still_ours():
                 try:
-                    await handle()
+                    if failures < self._handler_attempts or self._on_give_up is None:
+                        await handle()
+                    else:  # the handler keeps failing: report the record, and go on
+                        assert not isinstance(work, UnreadableBatch)
+                        await self._on_give_up(work, last_error)
                     break
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as error:
+                    failures += 1
+                    last_error = error
                     self.metrics.handler_failures += 1
                     log.exception(
-                        "handler failed on %s[%d]@%d; retrying in %.1fs",
+                        "handler failed on %s[%d]@%d (%d times); retrying in %.1fs",
                         tp.topic,
                         tp.partition,
                         offset,
+                        failures,
                         self._retry_backoff,
                     )
                     await asyncio.sleep(self._retry_backoff)

@@ -367,6 +367,16 @@ class RequestProcessor:
             request_id=failed.facts.request_id,
         )
 
+    async def gave_up(self, record: Record, error: Exception) -> None:
+        """The engine's last resort for a record whose processing keeps raising (a bug):
+        a bare dead letter with reason internal-error, so its partition moves on."""
+        log.error("processing %s keeps failing (%r): dead-lettering it", where(record), error)
+        facts = request_facts(record.value, record.headers or ())
+        headers = self._error_headers(record, Failed(error, facts))
+        bare = self._outputs.bare_dead_letter(self._dlq, record, headers, repr(error))
+        await self._publisher.send_until_taken(bare, about=where(record))
+        self.metrics.dead_lettered += 1
+
     async def unreadable(self, tp: TopicPartition, batch: UnreadableBatch) -> None:
         """Records Kafka holds but no client can read (e.g. a batch that cannot be
         decompressed): a bare dead letter that names them, so none is skipped in silence."""

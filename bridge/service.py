@@ -130,6 +130,7 @@ class Bridge:
             consumer,
             processor,
             on_unreadable=processor.unreadable,
+            on_give_up=processor.gave_up,
             prepare=prepare,
             release=release,
             max_in_flight=settings.max_in_flight,

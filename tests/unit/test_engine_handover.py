@@ -104,3 +104,32 @@ async def test_an_offset_that_goes_back_starts_a_new_tracker_instead_of_failing(
     stop.set()
     await task
     assert 0 in done, "the engine kept going after the offset reset"
+
+
+async def test_a_record_whose_handler_keeps_failing_is_given_up_and_the_partition_moves_on() -> (
+    None
+):
+    consumer = StandInConsumer([{TP: [record(0), record(1)]}])
+    tries: list[int] = []
+    given_up: list[tuple[int, str]] = []
+
+    async def handler(rec: Any) -> None:
+        tries.append(rec.offset)
+        if rec.offset == 0:
+            raise RuntimeError("a bug")
+
+    async def give_up(rec: Any, error: Exception) -> None:
+        given_up.append((rec.offset, str(error)))
+
+    engine = Engine(  # type: ignore[arg-type]
+        consumer, handler, retry_backoff=0.01, handler_attempts=3, on_give_up=give_up
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    assert tries == [0, 0, 0, 1], "three tries, then the key goes on"
+    assert given_up == [(0, "a bug")]
+    assert consumer.commits[-1] == {TP: 2}
+    assert engine.metrics.handler_failures == 3

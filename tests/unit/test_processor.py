@@ -462,3 +462,12 @@ async def test_a_cancel_that_comes_first_stops_the_request_from_starting() -> No
     assert backend.calls == 0, "the request started nothing"
     assert sink.topics() == [STATE, STATE]
     assert dict(sink.sent[0].headers)["ce_id"] == dict(sink.sent[1].headers)["ce_id"]
+
+
+async def test_a_record_the_engine_gave_up_on_is_a_bare_internal_error_dead_letter() -> None:
+    sink = Sink()
+    worker = processor(sink, Backend("run-1"))
+    await worker.gave_up(record(request()), RuntimeError("a bug"))
+    [dead] = sink.sent
+    assert (dead.topic, dead.value, error_of(dead).reason) == (DLQ, None, "internal-error")
+    assert "a bug" in error_of(dead).message
