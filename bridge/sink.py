@@ -23,6 +23,7 @@ from aiokafka.errors import (
     InvalidProducerEpoch,
     InvalidTimestampError,
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
     ProducerClosed,
@@ -74,8 +75,11 @@ class EventSink:
     producer being replaced) is raised as it is, for the caller to wait out.
     """
 
-    def __init__(self, make_producer: Callable[[], AIOKafkaProducer]) -> None:
+    def __init__(
+        self, make_producer: Callable[[], AIOKafkaProducer], *, send_timeout: float = 30.0
+    ) -> None:
         self._make = make_producer
+        self._send_timeout = send_timeout
         self._producer: AIOKafkaProducer | None = None
         self._replacing = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
@@ -100,8 +104,8 @@ class EventSink:
         producer = self._producer
         if producer is None:
             raise ProducerClosed()
-        try:
-            await producer.send_and_wait(
+        try:  # queued on the client: errors here never reached the broker
+            delivery = await producer.send(
                 output.topic,
                 value=output.value,
                 key=output.key,
@@ -109,16 +113,24 @@ class EventSink:
                 partition=output.partition,
             )
         except _REFUSED_FOR_GOOD as exc:
-            await self._replace(producer)  # the refused batch took a sequence number
             raise OutputRejected(f"Kafka refused a record for {output.topic}: {exc!r}") from exc
-        except _PRODUCER_BROKEN:
-            await self._replace(producer)
-            raise
         except KafkaError:
             raise
         except (UnicodeError, TypeError, ValueError, AssertionError) as exc:
             # aiokafka checks its arguments with assert (e.g. a key or a value is required)
             raise OutputRejected(f"a record for {output.topic} cannot be encoded: {exc!r}") from exc
+        try:  # the broker's answer
+            await asyncio.wait_for(delivery, self._send_timeout)
+        except TimeoutError as exc:
+            # The idempotent producer retries a batch for ever, and a replaced one may never
+            # answer: bounded here, for the caller to send again.
+            raise KafkaTimeoutError(f"no ack from Kafka within {self._send_timeout}s") from exc
+        except _REFUSED_FOR_GOOD as exc:
+            await self._replace(producer)  # the refused batch kept its sequence number
+            raise OutputRejected(f"Kafka refused a record for {output.topic}: {exc!r}") from exc
+        except _PRODUCER_BROKEN:
+            await self._replace(producer)
+            raise
 
     async def _replace(self, broken: AIOKafkaProducer) -> None:
         retired: AIOKafkaProducer = broken
