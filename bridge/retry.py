@@ -91,7 +91,7 @@ async def call_with_retries(
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, TransientBackendError) and error.ambiguous:
             log.warning(
-                "%s: outcome unknown (%s); retrying may start a POSSIBLE DUPLICATE run",
+                "%s: answer lost (%s); it may have taken effect, so the next attempt looks first",
                 describe,
                 error.message,
             )

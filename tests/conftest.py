@@ -67,6 +67,7 @@ FAST_EMULATOR = {
     "write_bucket": {"capacity": 200, "refill_per_second": 10},
     "read_bucket": {"capacity": 250, "refill_per_second": 25},
     "pipeline_seconds": {},
-    "factories": None,
+    # The emulator knows which factories exist, as ARM does: others get a 404.
+    "factories": ["12345678-1234-1234-1234-12345678abcd/rg-data/local-factory"],
     "seed": None,
 }
