@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install tools kafka demo test unit lint bench docs clean
+.PHONY: install tools kafka marquez demo test unit lint bench docs clean
 
 install: $(VENV)/.installed
 
-tools:  ## Java and Maven for the local Kafka broker, installed with apt-get if missing
+tools:  ## Java, Maven and PostgreSQL for the local Kafka and Marquez, apt-get'd if missing
 	bash devenv/ensure-tools.sh
 
 $(VENV)/.installed: pyproject.toml requirements.lock | tools
@@ -20,10 +20,14 @@ $(VENV)/.installed: pyproject.toml requirements.lock | tools
 kafka: install  ## fetch the Kafka broker jars from Maven Central (cached in .cache/)
 	$(BIN)/python -m devenv.kafka fetch
 
-demo: install kafka  ## local Kafka + ADF emulator + the bridge, a few requests, then stop
+# With MARQUEZ_URL set (a running server) this builds nothing.
+marquez: install  ## build Marquez 0.50.0 from devenv/vendor/ with Maven (cached in .cache/)
+	$(BIN)/python -m devenv.marquez fetch
+
+demo: install kafka marquez  ## local Kafka, ADF emulator, Marquez and the bridge; then stop
 	$(BIN)/python -m devenv.demo
 
-test: install kafka  ## unit and integration tests against a real broker and the emulator
+test: install kafka marquez  ## unit and integration tests: real Kafka, ADF emulator, real Marquez
 	$(BIN)/pytest
 
 unit: install

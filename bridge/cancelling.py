@@ -23,7 +23,7 @@ from contracts import Reason, RunCancelRequestedV1, RunState
 from ._locks import KeyedLocks
 from .backends import Backend
 from .config import RetryPolicy
-from .errors import NothingToCancel, RunAlreadyEnded, UnknownTarget
+from .errors import NothingToCancel, RunAlreadyEnded, TargetMismatch, UnknownTarget
 from .ledger import Ledger, LedgerEntry
 from .metrics import Metrics
 from .retry import Attempts, call_with_retries
@@ -89,6 +89,11 @@ class RunCanceller:
             backend = self._backends.get(entry.target or "")
             if backend is None:
                 raise UnknownTarget(f"no target named {entry.target!r} is configured any more")
+            if cancel.options is not None and cancel.options.system != entry.system:
+                raise TargetMismatch(
+                    f"the cancel's options are for {cancel.options.system}, "
+                    f"run {entry.run_id} is a {entry.system} run"
+                )
             run_id = entry.run_id
             accepted = await call_with_retries(
                 lambda: backend.cancel_run(run_id, cancel.options),

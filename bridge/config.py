@@ -18,6 +18,7 @@ from ._settings import Strict
 from .backends import Target
 from .cloudevents import EnvelopeMode
 from .errors import ConfigurationError, describe
+from .lineage import LineageSettings
 
 
 class RetryPolicy(Strict):
@@ -75,6 +76,11 @@ class Settings(BaseSettings):
     retry: RetryPolicy = RetryPolicy()
     targets_file: Path | None = None
     targets: dict[str, Target] = Field(default_factory=dict)
+    lineage: LineageSettings | None = Field(
+        default=None,
+        description="Report the runs the bridge starts as OpenLineage RunEvents "
+        "(RUNBRIDGE_LINEAGE__URL=http://marquez:5000 turns it on).",
+    )
     health_file: Path | None = None
     log_level: str = "INFO"
 

@@ -49,6 +49,13 @@ class UnknownTarget(InputError):
     reason = "unknown-target"
 
 
+class TargetMismatch(InputError):
+    """The request's system-specific part (or a cancel's options) does not fit the target's
+    system."""
+
+    reason = "target-mismatch"
+
+
 class InvalidIdentifier(InputError):
     """An identifier that would go into a URL breaks the run API's naming rules."""
 

@@ -51,5 +51,12 @@ class Metrics:
     cancels: int = 0
     """Cancels done: runs asked to cancel, and requests stopped before they started."""
 
+    lineage_sent: int = 0
+    """OpenLineage RunEvents the lineage endpoint took."""
+    lineage_failed: int = 0
+    """RunEvents given up on after their retries (the runs themselves are not affected)."""
+    lineage_dropped: int = 0
+    """RunEvents dropped because the lineage queue was full."""
+
     def snapshot(self) -> dict[str, int]:
         return asdict(self)

@@ -56,6 +56,7 @@ from .errors import (
     OutputRejected,
     RecordTooLarge,
     RetriesExhausted,
+    TargetMismatch,
     UndecodableRecord,
     UnknownTarget,
 )
@@ -219,8 +220,14 @@ class RequestProcessor:
         return request_facts(record.value, record.headers or ())
 
     def _route(self, request: RunRequestedV1) -> Backend:
-        if request.target not in self._targets:
+        target = self._targets.get(request.target)
+        if target is None:
             raise UnknownTarget(f"no target named {request.target!r} is configured")
+        if target.system != request.run.system:
+            raise TargetMismatch(
+                f"target {request.target!r} is a {target.system} target, "
+                f"the request is for {request.run.system}"
+            )
         return self._backends[request.target]
 
     # -- publish -----------------------------------------------------------------------

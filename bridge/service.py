@@ -21,6 +21,7 @@ from .backends import Backend, create_backend
 from .config import Settings
 from .engine import Engine
 from .ledger import KafkaLedger
+from .lineage import LineageReporter
 from .metrics import Metrics
 from .outputs import OutputBuilder
 from .processor import RequestProcessor
@@ -75,6 +76,11 @@ class Bridge:
             rebalance_timeout_ms=int((settings.shutdown_timeout_seconds + 15) * 1000),
         )
         publisher = Publisher(sink, self.metrics)
+        lineage = (
+            LineageReporter(settings.lineage, self.metrics)
+            if settings.lineage is not None
+            else None
+        )
         ledger = KafkaLedger(publisher, settings.bootstrap_servers, settings.ledger_topic)
         states = RunStates(
             ledger,
@@ -84,6 +90,7 @@ class Bridge:
             metrics=self.metrics,
             clock=_now,
             words={name: backend.status_words for name, backend in backends.items()},
+            on_state=lineage.report if lineage is not None else None,
         )
         tracker = self.tracker = RunTracker(
             backends,
@@ -160,11 +167,14 @@ class Bridge:
             reporter = asyncio.create_task(self._report_metrics(stop))
             tracking_stop = asyncio.Event()
             following = asyncio.create_task(tracker.run(tracking_stop))
+            reporting = asyncio.create_task(lineage.run(tracking_stop)) if lineage else None
             try:
                 await engine.run(stop)
             finally:
                 tracking_stop.set()
                 await following
+                if reporting is not None:
+                    await reporting
             await reporter
 
     def _write_health(self) -> None:

@@ -26,6 +26,9 @@ from .publisher import Publisher
 
 log = logging.getLogger(__name__)
 
+StateListener = Callable[[LedgerEntry, RunState, datetime, str | None], None]
+"""Told of each state published (not of repeats): lineage reporting. Must not block."""
+
 _RANK = {
     RunState.QUEUED: 0,
     RunState.RUNNING: 1,
@@ -132,8 +135,10 @@ class RunStates:
         metrics: Metrics,
         clock: Callable[[], datetime],
         words: Mapping[str, Mapping[RunState, str]] | None = None,
+        on_state: StateListener | None = None,
     ) -> None:
         self._words = words or {}
+        self._on_state = on_state
         self._ledger = ledger
         self._publisher = publisher
         self._outputs = outputs
@@ -213,7 +218,7 @@ class RunStates:
                 and (entry.state is RunState.UNKNOWN or entry.cancelled_before_start)
                 else None
             )
-            await self._publish(entry, step, entry.previous_state, reason=reason)
+            await self._publish(entry, step, entry.previous_state, reason=reason, repeat=True)
             self._metrics.state_events_repeated += 1
 
     def _words_of(self, entry: LedgerEntry) -> Mapping[RunState, str]:
@@ -251,6 +256,7 @@ class RunStates:
         previous: RunState | None,
         *,
         reason: Reason | None = None,
+        repeat: bool = False,
     ) -> None:
         event = RunStateChangedV2(
             request_id=entry.request_id,
@@ -280,3 +286,5 @@ class RunStates:
         )
         await self._publisher.send(output, about=f"request {entry.request_id}")
         self._metrics.state_events += 1
+        if self._on_state is not None and not repeat:
+            self._on_state(entry, step.state, step.at, step.backend_message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._common import EVENT_TYPE_PREFIX, Event, RunState, System
 from .adf import AdfCancel, AdfRun
 from .dead_letter_v1 import DeadLetterHeaders
+from .marquez import MarquezCancel, MarquezRun
 from .run_cancel_requested_v1 import CancelOptions, RunCancelRequestedV1
 from .run_created_v1 import RunCreatedV1
 from .run_requested_v1 import RunRequestedV1, RunSpec
@@ -44,6 +45,8 @@ __all__ = [
     "CancelOptions",
     "DeadLetterHeaders",
     "Event",
+    "MarquezCancel",
+    "MarquezRun",
     "Reason",
     "Request",
     "RunCancelRequestedV1",

@@ -153,6 +153,7 @@ class System(StrEnum):
     """The run APIs the bridge can call."""
 
     ADF = "adf"
+    MARQUEZ = "marquez"
 
 
 class RunState(StrEnum):

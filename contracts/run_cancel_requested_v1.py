@@ -12,9 +12,10 @@ from pydantic import Field
 
 from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, RequestId, Text
 from .adf import AdfCancel
+from .marquez import MarquezCancel
 
-#: Each system's cancel options; becomes a discriminated union on ``system``.
-CancelOptions = AdfCancel
+CancelOptions = Annotated[AdfCancel | MarquezCancel, Field(discriminator="system")]
+"""Each system's cancel options, chosen by its ``system``; must match the run's."""
 
 
 class RunCancelRequestedV1(Event):

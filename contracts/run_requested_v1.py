@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
 from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, RequestId, TargetName
 from .adf import AdfRun
+from .marquez import MarquezRun
 
-#: Each system's part; becomes a discriminated union on ``system`` as systems are added.
-RunSpec = AdfRun
+RunSpec = Annotated[AdfRun | MarquezRun, Field(discriminator="system")]
+"""Each system's part, chosen by its ``system``."""
 
 
 class RunRequestedV1(Event):

@@ -1,26 +1,31 @@
 """``make demo``: the whole bridge on this machine, with built-in local defaults.
 
-Starts a real Kafka broker (Maven Central jars) and the ADF emulator, runs ``runbridge run``
-as its own process, sends a few run requests (and one bad one), prints the events that come
-back, and stops everything.
+Starts a real Kafka broker (Maven Central jars), the ADF emulator and, when it can, a real
+Marquez (built from its source, with PostgreSQL); runs ``runbridge run`` as its own process,
+sends run requests (ADF runs that succeed, fail and are cancelled, a Marquez run, a bad
+one), prints the events that come back and the lineage Marquez recorded, and stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bridge.config import Settings
 from emulators.adf import AdfEmulatorConfig, run_in_thread
 
-from . import kafka
+from . import kafka, marquez
 from .client import as_record, consume, create_topics, event_data, produce, run_request
 
 TARGETS = """\
@@ -43,9 +48,67 @@ min_interval_seconds = 0.5
 max_interval_seconds = 2
 """
 
+MARQUEZ_TARGET = """
+[targets.lineage]
+system = "marquez"
+base_url = "{url}"
+create_missing = true
+
+[targets.lineage.tracking]
+min_interval_seconds = 0.5
+max_interval_seconds = 2
+"""
+
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
+
+
+async def marquez_part(settings: Settings, marquez_url: str) -> None:
+    """A run recorded in Marquez, run by "a job elsewhere" through Marquez's API, and the
+    ADF runs above as OpenLineage events in Marquez."""
+    request = {
+        "request_id": str(uuid.uuid4()),
+        "target": "lineage",
+        "run": {"system": "marquez", "namespace": "demo", "job": "nightly export",
+                "args": {"day": "2026-11-25", "full": True}},
+    }  # fmt: skip
+    say("a Marquez run: requested, then started and completed by its job through Marquez")
+    await produce(
+        settings.bootstrap_servers, settings.requests_topic, [(b"marquez", *as_record(request))]
+    )
+    created = await consume(
+        settings.bootstrap_servers,
+        settings.created_topic,
+        until=lambda rs: any(event_data(r)["request_id"] == request["request_id"] for r in rs),
+    )
+    run_id = next(
+        event_data(r)["run_id"]
+        for r in created
+        if event_data(r)["request_id"] == request["request_id"]
+    )
+    async with httpx.AsyncClient(base_url=marquez_url, timeout=10) as api:
+        for step in ("start", "complete"):
+            await api.post(f"/api/v1/jobs/runs/{run_id}/{step}")
+
+        def done(records: list[Any]) -> bool:
+            return any(
+                (e := event_data(r))["request_id"] == request["request_id"] and e["terminal"]
+                for r in records
+            )
+
+        states = await consume(settings.bootstrap_servers, settings.state_topic, until=done)
+        seen = [
+            event_data(r)["state"]
+            for r in states
+            if event_data(r)["request_id"] == request["request_id"]
+        ]
+        print(f"   Marquez run {run_id}: {' → '.join(seen)}")
+        await asyncio.sleep(1.0)  # lineage goes out beside the run
+        lineage = (await api.get("/api/v1/events/lineage", params={"limit": 100})).json()["events"]
+    say(f"OpenLineage events Marquez took for the ADF runs ({marquez_url}/api/v1/events/lineage)")
+    for event in sorted(lineage, key=lambda e: e["eventTime"]):
+        print(f"   {event['eventType']:<8} {event['job']['name']} run {event['run']['runId']}")
 
 
 async def exchange(settings: Settings, env: dict[str, str]) -> None:
@@ -115,6 +178,18 @@ async def exchange(settings: Settings, env: dict[str, str]) -> None:
         )
 
 
+def start_marquez(work: Path, cleanup: contextlib.ExitStack) -> str | None:
+    """A real Marquez when this machine can run one; the demo goes on without it."""
+    say("starting Marquez (built from its source, with PostgreSQL)")
+    try:
+        server = cleanup.enter_context(marquez.start(work_dir=work / "marquez"))
+    except Exception as exc:
+        print(f"   Marquez could not start ({exc}); the demo goes on without it")
+        return None
+    print(f"   Marquez at {server.url}")
+    return str(server.url)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -122,6 +197,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="runbridge-demo-"))
     say("starting Kafka (KRaft, from Maven Central jars)")
     with (
+        contextlib.ExitStack() as cleanup,
         kafka.start(work_dir=work) as broker,
         run_in_thread(
             AdfEmulatorConfig(
@@ -131,20 +207,28 @@ def main() -> int:
         ) as adf,
     ):
         print(f"   Kafka at {broker.bootstrap_servers}, ADF emulator at {adf.url}")
+        marquez_url = start_marquez(work, cleanup)
         targets = work / "targets.toml"
-        targets.write_text(TARGETS.format(url=adf.url))
+        text = TARGETS.format(url=adf.url)
+        if marquez_url is not None:
+            text += MARQUEZ_TARGET.format(url=marquez_url)
+        targets.write_text(text)
         env = {
             **os.environ,
             "RUNBRIDGE_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "RUNBRIDGE_TARGETS_FILE": str(targets),
             "DEMO_ADF_CLIENT_SECRET": "local-secret",
         }
+        if marquez_url is not None:
+            env["RUNBRIDGE_LINEAGE__URL"] = marquez_url
         settings = Settings(bootstrap_servers=broker.bootstrap_servers)
         asyncio.run(create_topics(settings, partitions=3))
         say("starting the bridge: runbridge run")
         bridge = subprocess.Popen([sys.executable, "-m", "bridge", "run"], env=env)
         try:
             asyncio.run(exchange(settings, env))
+            if marquez_url is not None:
+                asyncio.run(marquez_part(settings, marquez_url))
         finally:
             say("stopping")
             bridge.terminate()

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Kafka broker and a real ADF emulator, each started once."""
+"""Shared fixtures: a real Kafka broker, the ADF emulator and a real Marquez, each started once."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("RUNBRIDGE_TEST_KAFKA", "local"),
         help="local: Kafka from Maven Central jars (default); testcontainers: needs Docker. "
         "KAFKA_BOOTSTRAP_SERVERS, when set, wins over both.",
+    )
+    parser.addoption(
+        "--marquez",
+        choices=("local", "testcontainers"),
+        default=os.environ.get("RUNBRIDGE_TEST_MARQUEZ", "local"),
+        help="local: Marquez 0.50.0 built from devenv/vendor with Maven, on a throwaway "
+        "PostgreSQL (default); testcontainers: the marquezproject/marquez:0.50.0 image and a "
+        "postgres:15 container, needs Docker. MARQUEZ_URL, when set, wins over both.",
     )
 
 
@@ -40,6 +48,70 @@ def kafka_bootstrap(
 
     with kafka.start(work_dir=tmp_path_factory.mktemp("kafka")) as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def marquez_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real Marquez 0.50.0, as its base URL (API under <url>/api/v1): the one MARQUEZ_URL
+    names, containers, or a local JVM + PostgreSQL (devenv.marquez); started once a session."""
+    existing = os.environ.get("MARQUEZ_URL", "").strip().rstrip("/")
+    if existing:
+        yield existing
+        return
+    if request.config.getoption("--marquez") == "testcontainers":
+        yield from _marquez_in_containers()
+        return
+    from devenv import marquez
+
+    with marquez.start(work_dir=tmp_path_factory.mktemp("marquez"), use_env=False) as server:
+        yield server.url
+
+
+def _marquez_in_containers() -> Iterator[str]:
+    """Marquez's image next to a postgres container on a private network. Marquez is given the
+    same config as the local server (devenv.marquez.config), written by a wrapped entrypoint."""
+    import json
+    import time
+
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.network import Network
+
+    from devenv import marquez
+
+    cfg = marquez.config(
+        port=5000,
+        admin_port=5001,
+        db_url="jdbc:postgresql://postgres:5432/marquez",
+        bind_host=None,
+    )
+    script = 'printf "%s" "$MARQUEZ_YML" > /tmp/marquez.yml && exec ./entrypoint.sh'
+    with (
+        Network() as network,
+        PostgresContainer(
+            "postgres:15", username="marquez", password="marquez", dbname="marquez", driver=None
+        )
+        .with_network(network)
+        .with_network_aliases("postgres"),
+        DockerContainer("marquezproject/marquez:0.50.0")
+        .with_network(network)
+        .with_env("MARQUEZ_YML", json.dumps(cfg))
+        .with_env("MARQUEZ_CONFIG", "/tmp/marquez.yml")
+        .with_exposed_ports(5000, 5001)
+        .with_kwargs(entrypoint=["/bin/bash", "-c", script]) as container,
+    ):
+        host = container.get_container_host_ip()
+        url = f"http://{host}:{container.get_exposed_port(5000)}"
+        admin = f"http://{host}:{container.get_exposed_port(5001)}"
+        deadline = time.monotonic() + 180
+        while not marquez.is_ready(url, admin):
+            if time.monotonic() > deadline:
+                logs = b"".join(container.get_logs()).decode(errors="replace")[-4000:]
+                raise RuntimeError(f"Marquez container not ready after 180 s:\n{logs}")
+            time.sleep(0.5)
+        yield url
 
 
 @pytest.fixture(scope="session")

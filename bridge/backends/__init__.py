@@ -16,11 +16,15 @@ from contracts import System
 
 from ._base import Backend, CreatedRun, FollowedRun, Poll, RunStatus
 from .adf import AdfBackend, AdfTarget
+from .marquez import MarquezBackend, MarquezTarget
 
-Target = Annotated[AdfTarget, Field(discriminator="system")]
+Target = Annotated[AdfTarget | MarquezTarget, Field(discriminator="system")]
 """A configured target: one system's settings, chosen by its ``system`` key."""
 
-_BACKENDS: dict[System, Callable[[Any], Backend]] = {System.ADF: AdfBackend}
+_BACKENDS: dict[System, Callable[[Any], Backend]] = {
+    System.ADF: AdfBackend,
+    System.MARQUEZ: MarquezBackend,
+}
 
 
 def create_backend(target: Target) -> Backend:
@@ -34,6 +38,8 @@ __all__ = [
     "Backend",
     "CreatedRun",
     "FollowedRun",
+    "MarquezBackend",
+    "MarquezTarget",
     "Poll",
     "RunStatus",
     "Target",

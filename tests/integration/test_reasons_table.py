@@ -105,6 +105,9 @@ async def test_every_reason_in_the_readme_is_produced_as_documented(
     )
     add("contract-violation", violation)
     add("unknown-target", request(target="nowhere"))
+    mismatch = request()
+    mismatch["run"] = {"system": "marquez", "namespace": "ns", "job": "j"}
+    add("target-mismatch", mismatch)
     add("invalid-identifier", run_request("../../secrets"))
     add("backend-rejected", run_request("not-in-the-factory"))
     add("authentication-failed", request(target="adf-wrong-secret"))

@@ -1,0 +1,265 @@
+"""Marquez: create a run of a job, read runs, abort one (the Runs API of Marquez 0.50).
+
+Facts from the real 0.50.0 server (../shared/reference/marquez.md):
+- a client-chosen run id makes creation idempotent: the same id again answers 400 "Run
+  '…' already exists …" (checked across jobs), so the bridge derives the id from the
+  request id, and a repeat is recognised by Marquez itself;
+- malformed input answers HTTP 500 with a body whose ``code`` is 400: errors are
+  classified by the body's code as well as the HTTP status;
+- transitions are not validated (an ended run can be started again), so a cancel reads the
+  run first and aborts only one that has not ended.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import SecretStr
+
+from contracts import CancelOptions, MarquezRun, RunSpec, RunState, System
+
+from ..._http import json_object, status_error, transport_error
+from ...budget import ReadBudget
+from ...errors import AuthenticationFailed, BackendRejected
+from .._base import CreatedRun, FollowedRun, Poll, RunStatus
+from ._names import job_segment, namespace_segment, run_segment
+from ._status import STATUS_TO_STATE, run_status
+from ._target import ApiKeyCredential, MarquezTarget
+
+_RUN_ID_NAMESPACE = uuid.UUID("0e1f6b5a-7c39-4e37-9b9a-4d3c7f2b8a61")
+#: The job's run list is read when at least this many of its runs are followed: one read
+#: answers for up to a page of them, instead of a GET each.
+_LIST_FROM = 2
+_PAGE = 100
+
+
+def run_id_for(request_id: str) -> str:
+    """The Marquez run id of a request: derived, so a repeat has the same one."""
+    return str(uuid.uuid5(_RUN_ID_NAMESPACE, request_id))
+
+
+class _HeaderAuth(httpx.Auth):
+    """A static credential in one header (a gateway's bearer token or API key)."""
+
+    def __init__(self, header: str, value: SecretStr) -> None:
+        self._header = header
+        self._value = value
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers[self._header] = self._value.get_secret_value()
+        yield request
+
+
+def _auth(target: MarquezTarget) -> httpx.Auth | None:
+    credential = target.credential
+    if credential is None:
+        return None
+    secret = credential.resolve()
+    if isinstance(credential, ApiKeyCredential):
+        return _HeaderAuth(credential.header, secret)
+    return _HeaderAuth("Authorization", SecretStr(f"Bearer {secret.get_secret_value()}"))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+class MarquezBackend:
+    system: ClassVar[System] = System.MARQUEZ
+    status_words: ClassVar[Mapping[RunState, str]] = {
+        state: status for status, state in STATUS_TO_STATE.items()
+    }
+
+    def __init__(
+        self, target: MarquezTarget, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._target = target
+        self._reads = ReadBudget(target.read_budget)
+        self._client = httpx.AsyncClient(
+            base_url=target.base_url,
+            auth=_auth(target),
+            timeout=target.timeout_seconds,
+            transport=transport,
+            headers={"User-Agent": "runbridge"},
+        )
+        self._made: set[tuple[str, str]] = set()
+
+    @property
+    def reads(self) -> int:
+        return self._reads.spent
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """One call. Every Marquez call the bridge makes is safe to repeat: creates carry
+        the run id, PUTs are upserts, an abort is read first."""
+        if method == "GET":
+            await self._reads.take()
+        try:
+            response = await self._client.request(method, path, params=params, json=json)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, operation=operation, idempotent=True) from exc
+        if response.is_success:
+            return response
+        body = json_object(response)
+        message = body.get("message") if isinstance(body.get("message"), str) else None
+        code = body.get("code") if isinstance(body.get("code"), int) else None
+        status = code or response.status_code
+        text = f"{operation}: HTTP {response.status_code}" + (f": {message}" if message else "")
+        if status in (401, 403):
+            raise AuthenticationFailed(text, status_code=status)
+        if 400 <= status < 500 and status not in (408, 429):
+            # Marquez answers malformed input with HTTP 500 and code 400: a refusal.
+            raise BackendRejected(text, status_code=status, code=str(status))
+        raise status_error(
+            response, operation=operation, idempotent=True, code=None, message=message
+        )
+
+    @staticmethod
+    def _marquez(run: RunSpec) -> MarquezRun:
+        if not isinstance(run, MarquezRun):  # the router sends each system to its own backend
+            raise TypeError(f"a Marquez target cannot run a {run.system} request")
+        return run
+
+    def _job_path(self, run: MarquezRun) -> str:
+        return f"/api/v1/namespaces/{namespace_segment(run.namespace)}/jobs/{job_segment(run.job)}"
+
+    async def _make_missing(self, run: MarquezRun) -> None:
+        """Create the namespace and the job (type BATCH) when the target asks for it."""
+        if (run.namespace, run.job) in self._made:
+            return
+        await self._call(
+            "PUT",
+            f"/api/v1/namespaces/{namespace_segment(run.namespace)}",
+            operation="create namespace",
+            json={"ownerName": self._target.owner},
+        )
+        await self._call(
+            "PUT",
+            self._job_path(run),
+            operation="create job",
+            json={"type": "BATCH", "inputs": [], "outputs": []},
+        )
+        self._made.add((run.namespace, run.job))
+
+    async def create_run(self, run: RunSpec, *, request_id: str) -> CreatedRun:
+        spec = self._marquez(run)
+        path = f"{self._job_path(spec)}/runs"
+        if self._target.create_missing:
+            await self._make_missing(spec)
+        run_id = run_id_for(request_id)
+        body = {
+            "id": run_id,
+            "nominalStartTime": _iso(spec.nominal_start_time),
+            "nominalEndTime": _iso(spec.nominal_end_time),
+            "args": spec.args_as_text(),
+        }
+        try:
+            await self._call(
+                "POST",
+                path,
+                operation="createRun",
+                json={name: value for name, value in body.items() if value is not None},
+            )
+        except BackendRejected as exc:
+            if "already exists" not in exc.message:
+                raise
+            if not await self._is_run_of(spec, run_id):
+                raise BackendRejected(
+                    f"run id {run_id} (derived from request {request_id}) is held by another "
+                    f"job than {spec.namespace}/{spec.job}: {exc.message}",
+                    status_code=exc.status_code,
+                    code=exc.code,
+                ) from exc
+        return CreatedRun(run_id)
+
+    async def _job_runs(self, run: MarquezRun) -> AsyncGenerator[list[dict[str, Any]]]:
+        """The job's runs, newest first, a page a read."""
+        offset = 0
+        while True:
+            response = await self._call(
+                "GET",
+                f"{self._job_path(run)}/runs",
+                operation="listRuns",
+                params={"limit": _PAGE, "offset": offset},
+            )
+            body = json_object(response)
+            page = [r for r in body.get("runs") or [] if isinstance(r, dict)]
+            yield page
+            offset += len(page)
+            total = body.get("totalCount")
+            if not page or not isinstance(total, int) or offset >= total:
+                return
+
+    async def _is_run_of(self, run: MarquezRun, run_id: str) -> bool:
+        async for page in self._job_runs(run):
+            if any(r.get("id") == run_id for r in page):
+                return True
+        return False
+
+    async def find_runs(
+        self, run: RunSpec, *, request_id: str, since: datetime, until: datetime
+    ) -> list[RunStatus]:
+        """The run this request made, if it exists: its id is the request's own."""
+        spec = self._marquez(run)
+        run_id = run_id_for(request_id)
+        try:
+            status = await self.get_run(run_id)
+        except BackendRejected as exc:
+            if exc.status_code == 404:
+                return []
+            raise
+        return [status] if await self._is_run_of(spec, run_id) else []
+
+    async def get_run(self, run_id: str) -> RunStatus:
+        response = await self._call(
+            "GET", f"/api/v1/jobs/runs/{run_segment(run_id)}", operation="getRun"
+        )
+        return run_status(json_object(response))
+
+    async def poll(self, runs: Sequence[FollowedRun], *, since: datetime) -> Poll:
+        """Marquez has no query by update time: every followed run is read, through its
+        job's run list where several runs of one job are followed, else one GET each."""
+        until = datetime.now(UTC)
+        reads_before = self._reads.spent
+        by_job: dict[tuple[str, str], list[FollowedRun]] = {}
+        for followed in runs:
+            spec = self._marquez(followed.run)
+            by_job.setdefault((spec.namespace, spec.job), []).append(followed)
+        statuses: list[RunStatus] = []
+        for followed_of_job in by_job.values():
+            wanted = {f.run_id for f in followed_of_job}
+            if len(wanted) >= _LIST_FROM:
+                async for page in self._job_runs(self._marquez(followed_of_job[0].run)):
+                    for payload in page:
+                        if payload.get("id") in wanted:
+                            statuses.append(run_status(payload))
+                            wanted.discard(str(payload.get("id")))
+                    if not wanted:
+                        break
+            for run_id in sorted(wanted):
+                statuses.append(await self.get_run(run_id))
+        return Poll(statuses=statuses, through=until, reads=self._reads.spent - reads_before)
+
+    async def cancel_run(self, run_id: str, options: CancelOptions | None) -> bool:
+        """Abort the run, unless it has ended: Marquez would abort an ended run too."""
+        current = await self.get_run(run_id)
+        if current.state is not None and current.state.is_terminal:
+            return False
+        await self._call(
+            "POST", f"/api/v1/jobs/runs/{run_segment(run_id)}/abort", operation="abort"
+        )
+        return True
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,76 @@
+"""A Marquez target: where the server is, whether to create what is missing, how to sign in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from contracts import System
+
+from ..._settings import BudgetSpec, Strict, TrackingSpec
+from ...errors import ConfigurationError
+
+
+class _Secret(Strict):
+    """A secret given inline (tests only), or read from an environment variable or file."""
+
+    value: SecretStr | None = None
+    value_env: str | None = None
+    value_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> _Secret:
+        given = [self.value, self.value_env, self.value_file]
+        if sum(source is not None for source in given) != 1:
+            raise ValueError("give exactly one of value, value_env, value_file")
+        return self
+
+    def resolve(self) -> SecretStr:
+        if self.value is not None:
+            return self.value
+        if self.value_env is not None:
+            found = os.environ.get(self.value_env)
+            if not found:
+                raise ConfigurationError(f"environment variable {self.value_env} is not set")
+            return SecretStr(found)
+        assert self.value_file is not None
+        try:
+            return SecretStr(self.value_file.read_text().strip())
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {self.value_file}: {exc}") from exc
+
+
+class BearerCredential(_Secret):
+    """``Authorization: Bearer <token>``, for a Marquez behind a gateway."""
+
+    type: Literal["bearer"] = "bearer"
+
+
+class ApiKeyCredential(_Secret):
+    """An API key in a header of the gateway's choosing."""
+
+    type: Literal["api_key"] = "api_key"
+    header: str = Field(default="X-API-Key", pattern=r"^[A-Za-z0-9-]{1,64}$")
+
+
+MarquezCredential = Annotated[BearerCredential | ApiKeyCredential, Field(discriminator="type")]
+
+
+class MarquezTarget(Strict):
+    """One Marquez server (the OpenLineage reference server)."""
+
+    system: Literal[System.MARQUEZ] = System.MARQUEZ
+    base_url: str = "http://localhost:5000"
+    create_missing: bool = Field(
+        default=False,
+        description="Create the namespace and the job (type BATCH) before a run; otherwise "
+        "a missing one is REJECTED with Marquez's message.",
+    )
+    owner: str = Field(default="runbridge", description="Owner of namespaces it creates.")
+    credential: MarquezCredential | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    read_budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
