@@ -21,7 +21,7 @@ from datetime import datetime
 from contracts import Reason, RunCancelRequestedV1, RunState
 
 from ._locks import KeyedLocks
-from .backends import Backend
+from .backends import Backend, FollowedRun
 from .config import RetryPolicy
 from .errors import NothingToCancel, RunAlreadyEnded, TargetMismatch, UnknownTarget
 from .ledger import Ledger, LedgerEntry
@@ -96,7 +96,7 @@ class RunCanceller:
                 )
             run_id = entry.run_id
             accepted = await call_with_retries(
-                lambda: backend.cancel_run(run_id, cancel.options),
+                lambda: backend.cancel_run(FollowedRun(run_id, entry.spec()), cancel.options),
                 self._retry,
                 attempts=attempts,
                 describe=f"cancel of run {run_id}",

@@ -24,9 +24,9 @@ from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from contracts import RunState, System
+from contracts import RunSpec, RunState, System
 
 from .publisher import Publisher
 from .sink import OutputRecord
@@ -34,6 +34,7 @@ from .sink import OutputRecord
 log = logging.getLogger(__name__)
 
 _FOLLOWED = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.CANCELLING})
+_RUN_SPEC: TypeAdapter[RunSpec] = TypeAdapter(RunSpec)
 
 
 class LedgerEntry(BaseModel):
@@ -70,6 +71,7 @@ class LedgerEntry(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     duration_ms: int | None = None
+    details: dict[str, str] | None = None
     candidates: list[str] = Field(default_factory=list)
     reason_code: str | None = None
     reason_message: str | None = None
@@ -82,6 +84,10 @@ class LedgerEntry(BaseModel):
     @staticmethod
     def encode_key(key: bytes | None) -> str | None:
         return None if key is None else base64.b64encode(key).decode("ascii")
+
+    def spec(self) -> RunSpec:
+        """The run as requested, as its contract model."""
+        return _RUN_SPEC.validate_python(self.run)
 
     @property
     def cancelled_before_start(self) -> bool:

@@ -52,7 +52,7 @@ class LineageSettings(Strict):
     endpoint: str = Field(default="api/v1/lineage", description="Path of the RunEvent endpoint.")
     namespace: str = Field(default="runbridge", description="Job namespace of the events.")
     systems: frozenset[System] = Field(
-        default=frozenset({System.ADF}),
+        default=frozenset({System.ADF, System.HERE}),
         description="Systems whose runs are reported; Marquez records its own.",
     )
     api_key_env: str | None = Field(default=None, description="Sent as a bearer token.")

@@ -12,9 +12,6 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
-from pydantic import TypeAdapter
-
-from contracts import RunSpec
 
 from . import health
 from .backends import Backend, create_backend
@@ -30,8 +27,6 @@ from .sink import EventSink
 from .states import RunStates
 from .topics import ensure_ledger_topic
 from .tracking import RunTracker
-
-_RUN_SPEC: TypeAdapter[RunSpec] = TypeAdapter(RunSpec)
 
 
 def _now() -> datetime:
@@ -97,7 +92,6 @@ class Bridge:
             {name: target.tracking for name, target in self.targets.items()},
             states,
             self.metrics,
-            run_spec=lambda entry: _RUN_SPEC.validate_python(entry.run),
             clock=_now,
         )
         processor = RequestProcessor(

@@ -132,7 +132,11 @@ class RunStarter:
                 if found is not None:
                     found_it = True
                     return found
-            return await backend.create_run(request.run, request_id=str(request.request_id))
+            return await backend.create_run(
+                request.run,
+                request_id=str(request.request_id),
+                correlation_id=request.correlation_id,
+            )
 
         try:
             created = await call_with_retries(

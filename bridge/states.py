@@ -50,6 +50,7 @@ class Step:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     duration_ms: int | None = None
+    details: Mapping[str, str] | None = None
 
 
 def steps(
@@ -96,6 +97,7 @@ def steps(
                 started,
                 backend_status=words.get(RunState.RUNNING),
                 started_at=started,
+                details=status.details,
             )
         )
     if target is RunState.QUEUED:
@@ -119,6 +121,7 @@ def steps(
             started_at=started if target is not RunState.QUEUED else None,
             ended_at=status.ended_at if target.is_terminal else None,
             duration_ms=duration if target.is_terminal else None,
+            details=status.details if target is not RunState.QUEUED else None,
         )
     )
     return plan
@@ -211,6 +214,7 @@ class RunStates:
                 started_at=entry.started_at if entry.state is not RunState.QUEUED else None,
                 ended_at=entry.ended_at if entry.state.is_terminal else None,
                 duration_ms=entry.duration_ms if entry.state.is_terminal else None,
+                details=entry.details if entry.state is not RunState.QUEUED else None,
             )
             reason = (
                 Reason(code=entry.reason_code, message=entry.reason_message or "")
@@ -242,6 +246,7 @@ class RunStates:
             started_at=step.started_at or entry.started_at,
             ended_at=step.ended_at or entry.ended_at,
             duration_ms=step.duration_ms,
+            details=dict(step.details) if step.details else entry.details,
             reason_code=reason.code if reason is not None else entry.reason_code,
             reason_message=reason.message if reason is not None else entry.reason_message,
             updated_at=self._now(),
@@ -273,6 +278,7 @@ class RunStates:
             started_at=step.started_at,
             ended_at=step.ended_at,
             duration_ms=step.duration_ms,
+            details=dict(step.details) if step.details else None,
             at=step.at,
         )
         output = self._outputs.event(

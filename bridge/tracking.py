@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from contracts import Reason, RunSpec, RunState
+from contracts import Reason, RunState
 
 from ._settings import TrackingSpec
 from .backends import Backend, FollowedRun, RunStatus
@@ -66,7 +66,6 @@ class RunTracker:
         states: RunStates,
         metrics: Metrics,
         *,
-        run_spec: Callable[[LedgerEntry], RunSpec],
         clock: Callable[[], datetime],
         concurrency: int = 64,
     ) -> None:
@@ -76,7 +75,6 @@ class RunTracker:
         }
         self._states = states
         self._metrics = metrics
-        self._run_spec = run_spec
         self._now = clock
 
     def follow(self, partition: int, entry: LedgerEntry, *, republish: bool = False) -> None:
@@ -98,7 +96,7 @@ class RunTracker:
         loop.runs[entry.run_id] = _Followed(
             partition,
             entry,
-            FollowedRun(entry.run_id, self._run_spec(entry)),
+            FollowedRun(entry.run_id, entry.spec()),
             republish,
             seen_at=self._now(),
         )
@@ -200,7 +198,7 @@ class RunTracker:
         found: list[tuple[_Followed, RunStatus]] = []
         for item in stale:
             try:
-                status = await loop.backend.get_run(item.run.run_id)
+                status = await loop.backend.get_run(item.run)
             except BridgeError as exc:
                 self._metrics.tracking_failures += 1
                 log.warning("getting run %s failed (%s)", item.run.run_id, exc)

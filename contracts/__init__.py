@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._common import EVENT_TYPE_PREFIX, Event, RunState, System
 from .adf import AdfCancel, AdfRun
 from .dead_letter_v1 import DeadLetterHeaders
+from .here import HereCancel, HereRun
 from .marquez import MarquezCancel, MarquezRun
 from .run_cancel_requested_v1 import CancelOptions, RunCancelRequestedV1
 from .run_created_v1 import RunCreatedV1
@@ -45,6 +46,8 @@ __all__ = [
     "CancelOptions",
     "DeadLetterHeaders",
     "Event",
+    "HereCancel",
+    "HereRun",
     "MarquezCancel",
     "MarquezRun",
     "Reason",

@@ -154,6 +154,7 @@ class System(StrEnum):
 
     ADF = "adf"
     MARQUEZ = "marquez"
+    HERE = "here"
 
 
 class RunState(StrEnum):

@@ -12,9 +12,10 @@ from pydantic import Field
 
 from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, RequestId, Text
 from .adf import AdfCancel
+from .here import HereCancel
 from .marquez import MarquezCancel
 
-CancelOptions = Annotated[AdfCancel | MarquezCancel, Field(discriminator="system")]
+CancelOptions = Annotated[AdfCancel | MarquezCancel | HereCancel, Field(discriminator="system")]
 """Each system's cancel options, chosen by its ``system``; must match the run's."""
 
 

@@ -8,9 +8,10 @@ from pydantic import Field
 
 from ._common import EVENT_TYPE_PREFIX, CorrelationId, Event, RequestId, TargetName
 from .adf import AdfRun
+from .here import HereRun
 from .marquez import MarquezRun
 
-RunSpec = Annotated[AdfRun | MarquezRun, Field(discriminator="system")]
+RunSpec = Annotated[AdfRun | MarquezRun | HereRun, Field(discriminator="system")]
 """Each system's part, chosen by its ``system``."""
 
 

@@ -21,6 +21,7 @@ from ._common import (
     RequestId,
     RunState,
     System,
+    Text,
     made_printable,
 )
 from .run_state_changed_v1 import MESSAGE_LIMIT, Reason
@@ -62,6 +63,11 @@ class RunStateChangedV2(Event):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     duration_ms: int | None = Field(default=None, ge=0)
+    details: dict[str, Text] | None = Field(
+        default=None,
+        description="What else identifies the run at the run API once it is known, from "
+        "RUNNING on (HERE: jobId, loggingUrl, pipelineUIUrl).",
+    )
     candidates: list[str] | None = Field(
         default=None,
         description="UNKNOWN after an unclear create: the runs that may be this request's.",

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from bridge.config import Settings
+from emulators import here as here_emulator
 from emulators.adf import AdfEmulatorConfig, run_in_thread
 
 from . import kafka, marquez
@@ -44,6 +45,21 @@ client_secret_env = "DEMO_ADF_CLIENT_SECRET"
 authority = "{url}"
 
 [targets.sales-adf.tracking]
+min_interval_seconds = 0.5
+max_interval_seconds = 2
+"""
+
+HERE_TARGET = """
+[targets.platform-here]
+system = "here"
+base_url = "{url}/pipeline-service"
+
+[targets.platform-here.credentials]
+access_key_id = "{key}"
+access_key_secret_env = "DEMO_HERE_ACCESS_KEY_SECRET"
+token_endpoint_url = "{url}/oauth2/token"
+
+[targets.platform-here.tracking]
 min_interval_seconds = 0.5
 max_interval_seconds = 2
 """
@@ -106,7 +122,7 @@ async def marquez_part(settings: Settings, marquez_url: str) -> None:
         print(f"   Marquez run {run_id}: {' → '.join(seen)}")
         await asyncio.sleep(1.0)  # lineage goes out beside the run
         lineage = (await api.get("/api/v1/events/lineage", params={"limit": 100})).json()["events"]
-    say(f"OpenLineage events Marquez took for the ADF runs ({marquez_url}/api/v1/events/lineage)")
+    say(f"OpenLineage events Marquez took, ADF and HERE runs ({marquez_url}/api/v1/events/lineage)")
     for event in sorted(lineage, key=lambda e: e["eventTime"]):
         print(f"   {event['eventType']:<8} {event['job']['name']} run {event['run']['runId']}")
 
@@ -119,10 +135,19 @@ async def exchange(settings: Settings, env: dict[str, str]) -> None:
         run_request("rebuild-warehouse", target="sales-adf"),
     ]
     unknown = run_request("copy-sales", target="no-such-target")
+    on_here = {
+        "request_id": str(uuid.uuid4()),
+        "target": "platform-here",
+        "run": {"system": "here", "pipelineId": here_emulator.DEFAULT_PIPELINE_ID,
+                "versionId": here_emulator.DEFAULT_VERSION_ID,
+                "inputCatalogs": {"rib": {"processingType": "changes", "version": 2}},
+                "outputCatalog": {"baseVersion": 1}},
+    }  # fmt: skip
+    requests.append(on_here)
     long_run = requests[3]
     say(
-        "sending 4 run requests (refresh-model will fail, rebuild-warehouse takes an hour) "
-        "and 1 for an unknown target"
+        "sending 4 ADF run requests (refresh-model will fail, rebuild-warehouse takes an "
+        "hour), 1 HERE activation and 1 for an unknown target"
     )
     records = [(b"sales", *as_record(request)) for request in requests]
     records.append((b"sales", *as_record(unknown)))
@@ -130,11 +155,12 @@ async def exchange(settings: Settings, env: dict[str, str]) -> None:
     for request in [*requests, unknown]:
         print(f"   request {request['request_id']} → target {request['target']}")
 
-    created = await consume(settings.bootstrap_servers, settings.created_topic, at_least=4)
+    created = await consume(settings.bootstrap_servers, settings.created_topic, at_least=5)
     say(f"run-created events on {settings.created_topic}")
     for record in created:
         data = event_data(record)
-        print(f"   {data['request_id']} → ADF run {data['run_id']} ({data['run']['pipelineName']})")
+        what = data["run"].get("pipelineName") or f"pipeline version {data['run']['versionId']}"
+        print(f"   {data['request_id']} → {data['system']} run {data['run_id']} ({what})")
 
     def running(records: list[Any]) -> bool:
         return any(
@@ -163,7 +189,7 @@ async def exchange(settings: Settings, env: dict[str, str]) -> None:
         data = event_data(record)
         by_request.setdefault(data["request_id"], []).append(data["state"])
     for request in [*requests, unknown]:
-        name = request["run"]["pipelineName"]
+        name = request["run"].get("pipelineName") or "HERE pipeline version"
         print(
             f"   {request['request_id']} ({name}): {' → '.join(by_request[request['request_id']])}"
         )
@@ -207,9 +233,12 @@ def main() -> int:
         ) as adf,
     ):
         print(f"   Kafka at {broker.bootstrap_servers}, ADF emulator at {adf.url}")
+        here = cleanup.enter_context(here_emulator.run_in_thread())
+        print(f"   HERE platform emulator at {here.url}")
         marquez_url = start_marquez(work, cleanup)
         targets = work / "targets.toml"
         text = TARGETS.format(url=adf.url)
+        text += HERE_TARGET.format(url=here.url, key=here_emulator.DEFAULT_ACCESS_KEY_ID)
         if marquez_url is not None:
             text += MARQUEZ_TARGET.format(url=marquez_url)
         targets.write_text(text)
@@ -218,6 +247,7 @@ def main() -> int:
             "RUNBRIDGE_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "RUNBRIDGE_TARGETS_FILE": str(targets),
             "DEMO_ADF_CLIENT_SECRET": "local-secret",
+            "DEMO_HERE_ACCESS_KEY_SECRET": here_emulator.DEFAULT_ACCESS_KEY_SECRET,
         }
         if marquez_url is not None:
             env["RUNBRIDGE_LINEAGE__URL"] = marquez_url

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from emulators import here as here_emulator
 from emulators.adf import AdfEmulatorConfig, AdminClient, BackgroundServer, run_in_thread
 
 
@@ -141,5 +142,32 @@ FAST_EMULATOR = {
     "pipeline_seconds": {},
     # The emulator knows which factories exist, as ARM does: others get a 404.
     "factories": ["12345678-1234-1234-1234-12345678abcd/rg-data/local-factory"],
+    "seed": None,
+}
+
+
+@pytest.fixture(scope="session")
+def here_server() -> Iterator[BackgroundServer]:
+    with here_emulator.run_in_thread() as server:
+        yield server
+
+
+@pytest.fixture
+def here(here_server: BackgroundServer) -> Iterator[here_emulator.AdminClient]:
+    """The HERE emulator, reset, and its admin client."""
+    with here_emulator.AdminClient(here_server.url) as admin:
+        admin.reset()
+        admin.configure(**FAST_HERE)
+        yield admin
+        admin.clear_faults()
+
+
+FAST_HERE = {
+    "accept_seconds": 0.1,
+    "process_seconds": 0.2,
+    "start_seconds": 0.3,
+    "job_seconds": 1.0,
+    "cancel_seconds": 0.2,
+    "latency_ms": 0,
     "seed": None,
 }

@@ -16,14 +16,16 @@ from contracts import System
 
 from ._base import Backend, CreatedRun, FollowedRun, Poll, RunStatus
 from .adf import AdfBackend, AdfTarget
+from .here import HereBackend, HereTarget
 from .marquez import MarquezBackend, MarquezTarget
 
-Target = Annotated[AdfTarget | MarquezTarget, Field(discriminator="system")]
+Target = Annotated[AdfTarget | MarquezTarget | HereTarget, Field(discriminator="system")]
 """A configured target: one system's settings, chosen by its ``system`` key."""
 
 _BACKENDS: dict[System, Callable[[Any], Backend]] = {
     System.ADF: AdfBackend,
     System.MARQUEZ: MarquezBackend,
+    System.HERE: HereBackend,
 }
 
 
@@ -38,6 +40,8 @@ __all__ = [
     "Backend",
     "CreatedRun",
     "FollowedRun",
+    "HereBackend",
+    "HereTarget",
     "MarquezBackend",
     "MarquezTarget",
     "Poll",

@@ -28,6 +28,9 @@ class RunStatus:
     ended_at: datetime | None = None
     duration_ms: int | None = None
     updated_at: datetime | None = None
+    details: Mapping[str, str] | None = None
+    """What else identifies the run at the run API, once known (HERE: the job's id and
+    its logging and UI links)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ class Backend(Protocol):
     status_words: ClassVar[Mapping[RunState, str]]
     """The run API's own word for each state it has, e.g. ADF's ``InProgress``."""
 
-    async def create_run(self, run: RunSpec, *, request_id: str) -> CreatedRun: ...
+    async def create_run(
+        self, run: RunSpec, *, request_id: str, correlation_id: str | None = None
+    ) -> CreatedRun: ...
 
     async def find_runs(
         self, run: RunSpec, *, request_id: str, since: datetime, until: datetime
@@ -73,9 +78,11 @@ class Backend(Protocol):
         """The runs among ``runs`` whose status changed after ``since``."""
         ...
 
-    async def get_run(self, run_id: str) -> RunStatus: ...
+    async def get_run(self, run: FollowedRun) -> RunStatus:
+        """One run's status: the fallback when a poll has not reported it for long."""
+        ...
 
-    async def cancel_run(self, run_id: str, options: CancelOptions | None) -> bool:
+    async def cancel_run(self, run: FollowedRun, options: CancelOptions | None) -> bool:
         """Ask for the run to be cancelled: True if the run API took the cancel, False if
         the run had already ended. An idempotent call."""
         ...

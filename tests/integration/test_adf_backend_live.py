@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bridge.backends import AdfBackend
+from bridge.backends import AdfBackend, FollowedRun
 from bridge.backends.adf import AdfTarget
 from bridge.errors import BackendRejected, InvalidIdentifier
 from contracts import AdfRun, RunState
 from emulators.adf import AdminClient, BackgroundServer
 from tests.support import adf_target
+
+ANY_RUN = AdfRun.model_validate({"pipelineName": "any"})
 
 pytestmark = pytest.mark.adf
 
@@ -26,7 +28,7 @@ async def backend(adf_server: BackgroundServer, adf: AdminClient) -> AsyncIterat
 
 async def state_after(backend: AdfBackend, run_id: str, wanted: RunState) -> RunState:
     for _ in range(60):
-        status = await backend.get_run(run_id)
+        status = await backend.get_run(FollowedRun(run_id, ANY_RUN))
         if status.state is wanted:
             break
         await asyncio.sleep(0.05)
@@ -40,7 +42,7 @@ async def test_a_run_goes_from_queued_to_succeeded(backend: AdfBackend, adf: Adm
         ),
         request_id="req-1",
     )
-    first = await backend.get_run(created.run_id)
+    first = await backend.get_run(FollowedRun(created.run_id, ANY_RUN))
     assert (first.state, first.backend_status) == (RunState.QUEUED, "Queued")
     assert await state_after(backend, created.run_id, RunState.SUCCEEDED) is RunState.SUCCEEDED
     run = adf.run(created.run_id)
@@ -64,13 +66,15 @@ async def test_cancel_then_cancel_again_after_the_end(
     created = await backend.create_run(
         AdfRun.model_validate({"pipelineName": "long"}), request_id="r"
     )
-    assert await backend.cancel_run(created.run_id, None) is True
-    assert (await backend.get_run(created.run_id)).state in (
+    assert await backend.cancel_run(FollowedRun(created.run_id, ANY_RUN), None) is True
+    assert (await backend.get_run(FollowedRun(created.run_id, ANY_RUN))).state in (
         RunState.CANCELLING,
         RunState.CANCELLED,
     )
     assert await state_after(backend, created.run_id, RunState.CANCELLED) is RunState.CANCELLED
-    assert await backend.cancel_run(created.run_id, None) is False, "already ended: said so"
+    assert await backend.cancel_run(FollowedRun(created.run_id, ANY_RUN), None) is False, (
+        "already ended: said so"
+    )
 
 
 async def test_a_recovery_rerun_joins_the_group_of_the_run_it_reruns(
@@ -106,5 +110,5 @@ async def test_refusals_and_bad_names(backend: AdfBackend, adf: AdminClient) -> 
     with pytest.raises(InvalidIdentifier):
         await backend.create_run(AdfRun.model_validate({"pipelineName": "a/../b"}), request_id="r")
     with pytest.raises(BackendRejected):
-        await backend.get_run("00000000-0000-0000-0000-000000000000")
+        await backend.get_run(FollowedRun("00000000-0000-0000-0000-000000000000", ANY_RUN))
     assert adf.stats()["requests"].get("createRun") == 1, "the bad name never left the bridge"

@@ -76,10 +76,10 @@ async def test_every_reason_in_the_readme_is_produced_as_documented(
     )
     real_create_run = AdfBackend.create_run
 
-    async def create_run_with_a_bug(self: AdfBackend, run: Any, *, request_id: str) -> Any:
+    async def create_run_with_a_bug(self: AdfBackend, run: Any, **ids: Any) -> Any:
         if run.pipeline_name == "explodes":
             raise RuntimeError("a bug, simulated")
-        return await real_create_run(self, run, request_id=request_id)
+        return await real_create_run(self, run, **ids)
 
     monkeypatch.setattr(AdfBackend, "create_run", create_run_with_a_bug)
 

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bridge.auth import AccessToken
+from bridge.backends import FollowedRun
 from bridge.backends.adf import (
     AdfBackend,
     AdfTarget,
@@ -51,6 +52,10 @@ class StaticTokens:
 
     async def aclose(self) -> None:
         pass
+
+
+def followed(run_id: str) -> FollowedRun:
+    return FollowedRun(run_id, AdfRun(pipelineName="p"))  # type: ignore[call-arg]
 
 
 def backend(handler) -> tuple[AdfBackend, StaticTokens]:  # type: ignore[no-untyped-def]
@@ -182,7 +187,7 @@ async def test_transport_errors_are_ambiguous_once_the_request_may_have_arrived(
         await adf.create_run(AdfRun(pipelineName="p"), request_id="q")  # type: ignore[call-arg]
     assert caught.value.ambiguous is ambiguous
     with pytest.raises(TransientBackendError) as caught:
-        await adf.get_run("r-1")
+        await adf.get_run(followed("r-1"))
     assert caught.value.ambiguous is False, "reads are safe to repeat"
 
 
@@ -190,7 +195,7 @@ async def test_get_run_maps_adf_status_to_run_state() -> None:
     adf, _ = backend(
         lambda request: httpx.Response(200, json={"runId": "r", "status": "InProgress"})
     )
-    status = await adf.get_run("r")
+    status = await adf.get_run(followed("r"))
     assert (status.state, status.backend_status) == (RunState.RUNNING, "InProgress")
 
 
@@ -223,7 +228,7 @@ def test_a_subscription_id_that_is_not_a_uuid_is_refused_at_start_up() -> None:
 async def test_cancelling_a_finished_run_says_so_rather_than_failing() -> None:
     body = {"error": {"code": "PipelineRunNotRunning", "message": "done"}}
     adf, _ = backend(lambda request: httpx.Response(400, json=body))
-    assert await adf.cancel_run("r-1", None) is False
+    assert await adf.cancel_run(followed("r-1"), None) is False
 
 
 @pytest.mark.parametrize(
@@ -240,5 +245,5 @@ async def test_a_cancel_is_recursive_only_when_asked(
 
     adf, _ = backend(answer)
     cancel = AdfCancel.model_validate(options) if options is not None else None
-    assert await adf.cancel_run("r-1", cancel) is True
+    assert await adf.cancel_run(followed("r-1"), cancel) is True
     assert seen[0].url.params["isRecursive"] == recursive

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from bridge.backends import FollowedRun
 from bridge.backends.marquez import MarquezBackend, MarquezTarget, run_id_for
 from bridge.errors import AuthenticationFailed, BackendRejected, InvalidIdentifier
 from contracts import MarquezRun, RunRequestedV1, RunState
@@ -137,9 +138,9 @@ async def test_a_cancel_aborts_a_live_run_and_leaves_an_ended_one_alone() -> Non
         return httpx.Response(200, json=run_json(run_id_for(REQUEST_ID), state))
 
     backend = marquez(answer)
-    assert await backend.cancel_run(run_id_for(REQUEST_ID), None) is True
+    assert await backend.cancel_run(FollowedRun(run_id_for(REQUEST_ID), run()), None) is True
     state = "COMPLETED"
-    assert await backend.cancel_run(run_id_for(REQUEST_ID), None) is False
+    assert await backend.cancel_run(FollowedRun(run_id_for(REQUEST_ID), run()), None) is False
     assert [c.split()[0] for c in calls] == ["GET", "POST", "GET"], "an ended run is not aborted"
     assert calls[1].endswith("/abort")
 
@@ -153,7 +154,7 @@ async def test_a_gateway_credential_goes_into_its_header() -> None:
 
     backend = marquez(answer, credential={"type": "bearer", "value": "t0ken"})
     with pytest.raises(AuthenticationFailed):
-        await backend.get_run(run_id_for(REQUEST_ID))
+        await backend.get_run(FollowedRun(run_id_for(REQUEST_ID), run()))
     assert seen[0].headers["Authorization"] == "Bearer t0ken"
 
 
@@ -172,7 +173,7 @@ async def test_marquez_states_map_to_the_bridge_s(state: str, expected: RunState
     backend = marquez(
         lambda request: httpx.Response(200, json=run_json(run_id_for(REQUEST_ID), state))
     )
-    status = await backend.get_run(run_id_for(REQUEST_ID))
+    status = await backend.get_run(FollowedRun(run_id_for(REQUEST_ID), run()))
     assert (status.state, status.backend_status) == (expected, state)
 
 

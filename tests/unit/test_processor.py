@@ -76,7 +76,7 @@ class Backend:
         self.calls = 0
         self.existing: list[str] = []
 
-    async def create_run(self, run: Any, *, request_id: str) -> CreatedRun:
+    async def create_run(self, run: Any, *, request_id: str, **_: Any) -> CreatedRun:
         self.calls += 1
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
@@ -412,8 +412,8 @@ class CancellableBackend(Backend):
         self.running = running
         self.cancels: list[tuple[str, Any]] = []
 
-    async def cancel_run(self, run_id: str, options: Any) -> bool:
-        self.cancels.append((run_id, options))
+    async def cancel_run(self, run: Any, options: Any) -> bool:
+        self.cancels.append((run.run_id, options))
         return self.running
 
 

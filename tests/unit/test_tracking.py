@@ -19,7 +19,7 @@ from bridge.publisher import Publisher
 from bridge.sink import OutputRecord
 from bridge.states import RunStates
 from bridge.tracking import RunTracker
-from contracts import AdfRun, RunState
+from contracts import RunState
 
 FAST = TrackingSpec(min_interval_seconds=0.01, max_interval_seconds=0.02, verify_after_seconds=60)
 
@@ -54,7 +54,8 @@ class Backend:
         self.polls += 1
         return Poll(statuses=[], through=since, reads=1)
 
-    async def get_run(self, run_id: str) -> RunStatus:
+    async def get_run(self, run: FollowedRun) -> RunStatus:
+        run_id = run.run_id
         self.gets.append(run_id)
         start = datetime(2026, 11, 25, tzinfo=UTC)
         return RunStatus(run_id, RunState.SUCCEEDED, "Succeeded", started_at=start, ended_at=start)
@@ -75,7 +76,6 @@ def tracker(spec: TrackingSpec, clock: Clock) -> tuple[RunTracker, Backend, Sink
         {"t": spec},
         states,
         metrics,
-        run_spec=lambda entry: AdfRun(pipelineName="p"),  # type: ignore[call-arg]
         clock=clock,
     )
     return run_tracker, backend, sink, metrics
@@ -89,6 +89,7 @@ def followed(clock: Clock) -> LedgerEntry:
         intent_at=clock(),
         created_at=clock(),
         run_id="run-1",
+        run={"system": "adf", "pipelineName": "p"},
         state=RunState.QUEUED,
         updated_at=clock(),
     )

@@ -115,7 +115,9 @@ class AdfBackend:
             response, operation=operation, idempotent=idempotent, code=code, message=message
         )
 
-    async def create_run(self, run: RunSpec, *, request_id: str) -> CreatedRun:
+    async def create_run(
+        self, run: RunSpec, *, request_id: str, correlation_id: str | None = None
+    ) -> CreatedRun:
         if not isinstance(run, AdfRun):  # the router sends each system to its own backend
             raise TypeError(f"an ADF target cannot run a {run.system} request")
         path, query, body = create_run_request(self._target, run)
@@ -143,8 +145,8 @@ class AdfBackend:
         response = await self._call("GET", path, operation="getRun", idempotent=True)
         return json_object(response)
 
-    async def get_run(self, run_id: str) -> RunStatus:
-        return run_status(await self._get_run_payload(run_id))
+    async def get_run(self, run: FollowedRun) -> RunStatus:
+        return run_status(await self._get_run_payload(run.run_id))
 
     async def _query(
         self, *, since: datetime, until: datetime, filters: list[dict[str, Any]]
@@ -219,11 +221,11 @@ class AdfBackend:
             statuses.extend(run_status(p) for p in page if p.get("runId") in wanted)
         return Poll(statuses=statuses, through=until, reads=reads)
 
-    async def cancel_run(self, run_id: str, options: CancelOptions | None) -> bool:
+    async def cancel_run(self, run: FollowedRun, options: CancelOptions | None) -> bool:
         """Cancel a run (with its child pipelines if ``isRecursive``). ADF refuses to cancel
         a run that has ended with ``PipelineRunNotRunning``: that is False, not an error."""
         recursive = isinstance(options, AdfCancel) and options.is_recursive
-        path = f"{self._factory_path}/pipelineruns/{segment('run id', run_id)}/cancel"
+        path = f"{self._factory_path}/pipelineruns/{segment('run id', run.run_id)}/cancel"
         try:
             await self._call(
                 "POST",

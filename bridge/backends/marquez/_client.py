@@ -152,7 +152,9 @@ class MarquezBackend:
         )
         self._made.add((run.namespace, run.job))
 
-    async def create_run(self, run: RunSpec, *, request_id: str) -> CreatedRun:
+    async def create_run(
+        self, run: RunSpec, *, request_id: str, correlation_id: str | None = None
+    ) -> CreatedRun:
         spec = self._marquez(run)
         path = f"{self._job_path(spec)}/runs"
         if self._target.create_missing:
@@ -214,14 +216,17 @@ class MarquezBackend:
         spec = self._marquez(run)
         run_id = run_id_for(request_id)
         try:
-            status = await self.get_run(run_id)
+            status = await self._get(run_id)
         except BackendRejected as exc:
             if exc.status_code == 404:
                 return []
             raise
         return [status] if await self._is_run_of(spec, run_id) else []
 
-    async def get_run(self, run_id: str) -> RunStatus:
+    async def get_run(self, run: FollowedRun) -> RunStatus:
+        return await self._get(run.run_id)
+
+    async def _get(self, run_id: str) -> RunStatus:
         response = await self._call(
             "GET", f"/api/v1/jobs/runs/{run_segment(run_id)}", operation="getRun"
         )
@@ -248,12 +253,13 @@ class MarquezBackend:
                     if not wanted:
                         break
             for run_id in sorted(wanted):
-                statuses.append(await self.get_run(run_id))
+                statuses.append(await self._get(run_id))
         return Poll(statuses=statuses, through=until, reads=self._reads.spent - reads_before)
 
-    async def cancel_run(self, run_id: str, options: CancelOptions | None) -> bool:
+    async def cancel_run(self, run: FollowedRun, options: CancelOptions | None) -> bool:
         """Abort the run, unless it has ended: Marquez would abort an ended run too."""
-        current = await self.get_run(run_id)
+        run_id = run.run_id
+        current = await self._get(run_id)
         if current.state is not None and current.state.is_terminal:
             return False
         await self._call(

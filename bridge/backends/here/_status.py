@@ -1,0 +1,90 @@
+"""A HERE activation's state, from its operation and the job it started.
+
+The run the bridge reports is the activate operation (its id is the run id). While the
+operation is accepted or being processed the run is QUEUED; a failed operation is FAILED
+with its message; once it succeeded, its job's state says the rest (starting is still
+QUEUED). A job carries no operation id: the job of an activation is the first created at
+or after the operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from contracts import RunState
+
+from .._base import RunStatus
+
+JOB_TO_STATE: dict[str, RunState] = {
+    "starting": RunState.QUEUED,
+    "running": RunState.RUNNING,
+    "completed": RunState.SUCCEEDED,
+    "failed": RunState.FAILED,
+    "canceled": RunState.CANCELLED,
+}
+OPERATION_PENDING = frozenset({"accepted", "being_processed"})
+
+
+def moment(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def job_of(operation: dict[str, Any], jobs: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first job created at or after the operation."""
+    started = moment(operation.get("created"))
+    if started is None:
+        return None
+    after = [job for job in jobs if (created := moment(job.get("created"))) and created >= started]
+    return min(after, key=lambda job: moment(job.get("created")) or started, default=None)
+
+
+def run_status(operation: dict[str, Any], job: dict[str, Any] | None) -> RunStatus:
+    """The run (the activate operation) as the bridge sees it."""
+    run_id = str(operation.get("id"))
+    state = str(operation.get("state"))
+    if state in OPERATION_PENDING:
+        return RunStatus(run_id, RunState.QUEUED, f"operation {state}")
+    if state == "failed":
+        message = operation.get("message")
+        return RunStatus(
+            run_id,
+            RunState.FAILED,
+            "operation failed",
+            message=message if isinstance(message, str) and message else "the activation failed",
+            ended_at=moment(operation.get("updated") or operation.get("created")),
+        )
+    if state != "succeeded":
+        return RunStatus(run_id, None, f"operation {state}")
+    if job is None:
+        return RunStatus(run_id, RunState.QUEUED, "operation succeeded")
+    job_state = str(job.get("state"))
+    mapped = JOB_TO_STATE.get(job_state)
+    created = moment(job.get("created"))
+    ended = moment(job.get("updated")) if mapped is not None and mapped.is_terminal else None
+    details = {
+        name: value
+        for name in ("id", "loggingUrl", "pipelineUIUrl")
+        if isinstance(value := job.get(name), str) and value
+    }
+    if "id" in details:
+        details["jobId"] = details.pop("id")
+    duration = None
+    if created is not None and ended is not None:
+        duration = max(0, int((ended - created).total_seconds() * 1000))
+    return RunStatus(
+        run_id,
+        mapped,
+        job_state,
+        started_at=created if mapped is not RunState.QUEUED else None,
+        ended_at=ended,
+        duration_ms=duration,
+        updated_at=moment(job.get("updated")),
+        details=details or None,
+    )

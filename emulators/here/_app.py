@@ -1,0 +1,737 @@
+"""aiohttp routes: HERE Account's token endpoint, the Pipeline API v2 and the admin API.
+
+Token endpoint ``POST /oauth2/token`` (the path of ``https://account.api.here.com/oauth2/token``):
+fault, then the signed request's checks (header, signature method, version, timestamp, key,
+per-app request window, signature, nonce), then the body (grant type, ``expires_in``,
+``scope``).
+
+Pipeline API under ``/pipeline-service`` (the base URL API Lookup gives), every request in
+the same order: route (counted in stats), bearer token (401), route errors (404/405/501),
+injected fault, then the operation: pipeline and version lookup (404), body validation (400
+``E1000``), state checks (400), effect. ``X-Request-ID`` and ``X-Correlation-ID`` are echoed
+on every answer (generated when absent), errors included.
+
+Admin API under ``/_emulator``: ``GET|POST pipelines``, ``POST pipelines/{p}/versions``,
+``PATCH pipelines/{p}/versions/{v}``, ``GET operations`` and ``GET jobs`` (optional
+``pipelineId``/``versionId`` query), ``POST jobs/{jobId}/finish``, ``GET stats``,
+``GET|POST|DELETE faults``, ``POST tokens/expire``, ``POST reset``, ``GET|PATCH config``,
+``GET clock``, ``POST clock/advance``, ``GET listeners``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from emulators._server import start_site
+from emulators.here._config import (
+    Fault,
+    FinishState,
+    HereEmulatorConfig,
+    PipelineSpec,
+    VersionSpec,
+)
+from emulators.here._state import (
+    Caller,
+    Clock,
+    EmulatorState,
+    PipelineError,
+    TokenError,
+    TokenRequest,
+    iso,
+    pipeline_key,
+)
+
+PIPELINE_BASE_PATH = "/pipeline-service"
+TOKEN_PATH = "/oauth2/token"
+ADMIN_PATH = "/_emulator"
+
+STATE = web.AppKey("here_emulator_state", EmulatorState)
+_PARKED = web.AppKey("here_emulator_parked", set[asyncio.Task[Any]])
+_LISTENERS = web.AppKey("here_emulator_listeners", list[str])
+_EXTRA_RUNNERS = web.AppKey("here_emulator_extra_runners", list[web.AppRunner])
+_FAULTS = TypeAdapter(list[Fault])
+
+Listener = tuple[str, int]
+"""``(host, port)`` of an extra listener serving the same emulator; port 0 picks one."""
+
+
+class _FinishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: FinishState
+    message: str | None = None
+
+
+class _AdvanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(ge=0)
+
+
+def create_app(
+    config: HereEmulatorConfig | None = None,
+    *,
+    clock: Clock = time.time,
+    extra_listeners: Sequence[Listener] = (),
+) -> web.Application:
+    """Build the emulator app; ``clock`` drives tokens, nonces, operations and jobs.
+
+    ``extra_listeners`` serve the same state on other sockets (started with the app, on its
+    loop), e.g. a second port to stand in for the other host of a 307 redirect; their URLs
+    are listed by ``GET /_emulator/listeners``.
+    """
+    state = EmulatorState(config or HereEmulatorConfig(), clock)
+    parked = set[asyncio.Task[Any]]()
+    listeners: list[str] = []
+    app = _build(state, parked, listeners)
+    app[_EXTRA_RUNNERS] = []
+    app.on_shutdown.append(_cancel_parked)
+    wanted = list(extra_listeners)
+
+    async def start_extra(app: web.Application) -> None:
+        for host, port in wanted:
+            runner, url = await start_site(_build(state, parked, listeners), host, port)
+            app[_EXTRA_RUNNERS].append(runner)
+            listeners.append(url)
+
+    async def stop_extra(app: web.Application) -> None:
+        for runner in app[_EXTRA_RUNNERS]:
+            await runner.cleanup()
+        app[_EXTRA_RUNNERS].clear()
+
+    if wanted:
+        app.on_startup.append(start_extra)
+        app.on_cleanup.append(stop_extra)
+    return app
+
+
+def listener_urls(app: web.Application) -> list[str]:
+    """The extra listeners' root URLs (once the app has started)."""
+    urls: list[str] = app[_LISTENERS]
+    return list(urls)
+
+
+def _build(
+    state: EmulatorState, parked: set[asyncio.Task[Any]], listeners: list[str]
+) -> web.Application:
+    app = web.Application(middlewares=[_json_fallbacks])
+    app[STATE] = state
+    app[_PARKED] = parked
+    app[_LISTENERS] = listeners
+    app.router.add_post(TOKEN_PATH, _token)
+    app.router.add_route("*", PIPELINE_BASE_PATH + "/{tail:.*}", _pipeline_api)
+    admin = ADMIN_PATH
+    app.router.add_get(f"{admin}/pipelines", _admin_pipelines)
+    app.router.add_post(f"{admin}/pipelines", _admin_create_pipeline)
+    app.router.add_post(f"{admin}/pipelines/{{pipeline_id}}/versions", _admin_create_version)
+    app.router.add_patch(
+        f"{admin}/pipelines/{{pipeline_id}}/versions/{{version_id}}", _admin_update_version
+    )
+    app.router.add_get(f"{admin}/operations", _admin_operations)
+    app.router.add_get(f"{admin}/jobs", _admin_jobs)
+    app.router.add_post(f"{admin}/jobs/{{job_id}}/finish", _admin_finish_job)
+    app.router.add_get(f"{admin}/stats", _admin_stats)
+    app.router.add_get(f"{admin}/faults", _admin_list_faults)
+    app.router.add_post(f"{admin}/faults", _admin_add_faults)
+    app.router.add_delete(f"{admin}/faults", _admin_clear_faults)
+    app.router.add_post(f"{admin}/tokens/expire", _admin_expire_tokens)
+    app.router.add_post(f"{admin}/reset", _admin_reset)
+    app.router.add_get(f"{admin}/config", _admin_config)
+    app.router.add_patch(f"{admin}/config", _admin_configure)
+    app.router.add_get(f"{admin}/clock", _admin_clock)
+    app.router.add_post(f"{admin}/clock/advance", _admin_advance)
+    app.router.add_get(f"{admin}/listeners", _admin_listeners)
+    return app
+
+
+# -- shared helpers -------------------------------------------------------------------------
+
+
+def _pipeline_error(err: PipelineError) -> web.Response:
+    return web.json_response(err.body(), status=err.status)
+
+
+@web.middleware
+async def _json_fallbacks(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Unrouted requests get a Pipeline API ErrorMessage instead of aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed:
+        return _pipeline_error(
+            PipelineError(405, "E4050", f"{request.method} is not allowed on {request.path}.")
+        )
+    except web.HTTPNotFound:
+        return _pipeline_error(
+            PipelineError(404, "E4044", f"No route for {request.method} {request.path}.")
+        )
+
+
+async def _emulate_latency(state: EmulatorState) -> None:
+    cfg = state.config
+    spread = cfg.latency_jitter_ms
+    delay_ms = max(0.0, random.uniform(cfg.latency_ms - spread, cfg.latency_ms + spread))
+    if delay_ms:
+        await asyncio.sleep(delay_ms / 1000)
+
+
+async def _park(request: web.Request, seconds: float) -> None:
+    """Hang like an unresponsive server; shutdown cancels parked handlers instead of waiting."""
+    parked = request.app[_PARKED]
+    task = asyncio.current_task()
+    assert task is not None
+    parked.add(task)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        parked.discard(task)
+
+
+async def _cancel_parked(app: web.Application) -> None:
+    parked: set[asyncio.Task[Any]] = app[_PARKED]
+    for task in list(parked):
+        task.cancel()
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the socket without a response; aiohttp quietly discards what we return."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response()
+
+
+def _trace_ids(request: web.Request) -> dict[str, str]:
+    return {
+        "X-Request-ID": request.headers.get("X-Request-ID") or str(uuid.uuid4()),
+        "X-Correlation-ID": request.headers.get("X-Correlation-ID") or str(uuid.uuid4()),
+    }
+
+
+_CONTINUE = object()
+"""A timeout fault parked the request; the normal answer follows."""
+
+
+@dataclass(frozen=True)
+class _FaultContext:
+    render_status: Callable[[Fault], web.Response]
+    empty_status: int
+    base_path: str
+    """The part of the path that the redirect's ``location`` replaces."""
+
+
+async def _fault_answer(request: web.Request, fault: Fault, ctx: _FaultContext) -> object:
+    """The fault's answer: a response, ``None`` to drop, or ``_CONTINUE`` after parking."""
+    if fault.kind == "drop":
+        return None
+    if fault.kind == "status":
+        return ctx.render_status(fault)
+    if fault.kind == "empty":
+        return web.json_response({}, status=ctx.empty_status)
+    if fault.kind == "redirect":
+        assert fault.location is not None
+        rest = request.rel_url.raw_path[len(ctx.base_path) :]
+        query = request.rel_url.raw_query_string
+        location = fault.location.rstrip("/") + rest + (f"?{query}" if query else "")
+        response = web.Response(status=307, headers={"Location": location})
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = str(fault.retry_after)
+        return response
+    await _park(request, fault.delay_seconds)
+    return _CONTINUE
+
+
+async def _with_fault(
+    request: web.Request,
+    fault: Fault | None,
+    ctx: _FaultContext,
+    perform: Callable[[], Awaitable[web.Response]],
+) -> web.Response | None:
+    """Serve ``fault`` instead of ``perform``'s answer, or after it (``after_effect``)."""
+    if fault is not None and not fault.after_effect:
+        early = await _fault_answer(request, fault, ctx)
+        if early is not _CONTINUE:
+            return early if isinstance(early, web.Response) else None
+    response = await perform()
+    if fault is not None and fault.after_effect:
+        late = await _fault_answer(request, fault, ctx)
+        if late is not _CONTINUE:
+            return late if isinstance(late, web.Response) else None
+    return response
+
+
+# -- token endpoint -----------------------------------------------------------------------------
+
+
+def _token_error(err: TokenError) -> web.Response:
+    return web.json_response(err.body(), status=err.status)
+
+
+def _token_fault(fault: Fault) -> web.Response:
+    code = fault.error_code
+    if code is None:
+        code = 429002 if fault.status == 429 else fault.status * 1000
+    response = _token_error(TokenError(fault.status, code, fault.message))
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = str(fault.retry_after)
+    return response
+
+
+async def _read_token_request(request: web.Request) -> TokenRequest:
+    raw = await request.read()
+    query = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
+    json_body = request.content_type == "application/json"
+    if json_body:
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except (ValueError, UnicodeDecodeError):
+            raise TokenError(400, 400002, "Invalid JSON.", oauth_error="invalid_request") from None
+        if not isinstance(data, dict):
+            raise TokenError(400, 400002, "Invalid JSON.", oauth_error="invalid_request")
+        params = [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()]
+    else:
+        try:
+            params = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise TokenError(
+                400, 400200, "Received invalid data.", oauth_error="invalid_request"
+            ) from None
+    return TokenRequest(
+        method=request.method,
+        scheme=request.scheme,
+        host=request.host,
+        path=request.rel_url.raw_path,
+        authorization=request.headers.get("Authorization"),
+        query=query,
+        body_params=params,
+        json_body=json_body,
+    )
+
+
+async def _token(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    state.stats.requests["token"] += 1
+    await _emulate_latency(state)
+    ids = _trace_ids(request)
+
+    async def issue() -> web.Response:
+        try:
+            token_request = await _read_token_request(request)
+            token = state.issue_token(token_request)
+        except TokenError as err:
+            state.stats.token_refusals[str(err.error_code)] += 1
+            return _token_error(err)
+        lifetime = round(token.expires_at - token.issued_at)
+        if token_request.json_body:
+            body: dict[str, Any] = {
+                "accessToken": token.access_token,
+                "tokenType": "bearer",
+                "expiresIn": lifetime,
+            }
+        else:
+            body = {
+                "access_token": token.access_token,
+                "token_type": "bearer",
+                "expires_in": lifetime,
+            }
+        if token.scope is not None:
+            body["scope"] = token.scope
+        return web.json_response(body)
+
+    fault = state.take_fault("token")
+    ctx = _FaultContext(_token_fault, 200, "")
+    response = await _with_fault(request, fault, ctx, issue)
+    if response is None:
+        return _drop(request)
+    response.headers.update(ids)
+    return response
+
+
+# -- Pipeline API -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Route:
+    operation: str
+    pipeline: str | None = None
+    version: str | None = None
+    operation_id: str | None = None
+
+
+_P, _V, _O = "{pipelineId}", "{versionId}", "{operationId}"
+_ROUTES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("v2", "pipelines", _P), "GET", "getPipeline"),
+    (("v2", "pipelines", _P, "versions"), "GET", "listVersions"),
+    (("v2", "pipelines", _P, "versions", _V), "GET", "getVersion"),
+    (("v2", "pipelines", _P, "versions", _V, "jobs"), "GET", "listJobs"),
+    (("v2", "pipelines", _P, "versions", _V, "operations"), "GET", "listOperations"),
+    (("v2", "pipelines", _P, "versions", _V, "operations", "activate"), "POST", "activate"),
+    (("v2", "pipelines", _P, "versions", _V, "operations", "cancel"), "POST", "cancel"),
+    (("v2", "pipelines", _P, "versions", _V, "operations", _O), "GET", "getOperation"),
+)
+_NOT_EMULATED = frozenset({"deactivate", "pause", "resume", "upgrade"})
+_EMPTY_STATUS = {"activate": 202, "cancel": 202}
+
+
+def _resolve(method: str, raw_tail: str) -> _Route:
+    """Match decoded segments (an HRN's ``:`` may come as ``%3A``) against the route table."""
+    segments = [unquote(s) for s in raw_tail.strip("/").split("/")]
+    path_matched = False
+    for pattern, allowed, operation in _ROUTES:
+        if len(pattern) != len(segments):
+            continue
+        values: dict[str, str] = {}
+        for want, got in zip(pattern, segments, strict=True):
+            if want.startswith("{"):
+                if not got:
+                    break
+                values[want] = got
+            elif want != got:
+                break
+        else:
+            path_matched = True
+            if method == allowed:
+                return _Route(operation, values.get(_P), values.get(_V), values.get(_O))
+    if (
+        method == "POST"
+        and len(segments) == 7
+        and segments[5] == "operations"
+        and segments[6] in _NOT_EMULATED
+    ):
+        raise PipelineError(
+            501, "E5010", f"The emulator does not emulate '{segments[6]}' operations."
+        )
+    if path_matched:
+        raise PipelineError(405, "E4050", f"The HTTP method '{method}' is not supported here.")
+    raise PipelineError(
+        404,
+        "E4044",
+        f"The path '{PIPELINE_BASE_PATH}{raw_tail}' is not an emulated Pipeline API endpoint.",
+    )
+
+
+def _fault_response(fault: Fault) -> web.Response:
+    response = _pipeline_error(PipelineError(fault.status, fault.code, fault.message))
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = str(fault.retry_after)
+    return response
+
+
+def _unauthorized(err: PipelineError) -> web.Response:
+    response = _pipeline_error(err)
+    description = err.message.replace('"', "'")
+    response.headers["WWW-Authenticate"] = (
+        f'Bearer error="invalid_token", error_description="{description}"'
+    )
+    return response
+
+
+def _verbose(request: web.Request) -> bool:
+    raw = request.query.get("verbose", "")
+    if raw.lower() in {"", "false"}:
+        return False
+    if raw.lower() == "true":
+        return True
+    raise PipelineError(
+        400,
+        "E1000",
+        "Validation Failed",
+        template="{validation.error}",
+        errors=[
+            {
+                "field": "verbose",
+                "invalidValue": raw,
+                "message": "must be a boolean",
+                "code": "E1002",
+            }
+        ],
+    )
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PipelineError(
+            400,
+            "E1001",
+            f"Malformed JSON request: {exc}",
+            template="{request.malformed}",
+        ) from exc
+
+
+async def _operate(
+    request: web.Request, route: _Route, caller: Caller, ids: dict[str, str]
+) -> web.Response:
+    state = request.app[STATE]
+    pipeline, version = route.pipeline or "", route.version or ""
+    try:
+        if route.operation == "activate":
+            body = await _json_body(request)
+            op = state.activate(
+                pipeline,
+                version,
+                body,
+                caller=caller,
+                request_id=ids["X-Request-ID"],
+                correlation_id=ids["X-Correlation-ID"],
+            )
+            return web.json_response(op.to_json(state.now()), status=202)
+        if route.operation == "cancel":
+            op = state.cancel(
+                pipeline,
+                version,
+                caller=caller,
+                request_id=ids["X-Request-ID"],
+                correlation_id=ids["X-Correlation-ID"],
+            )
+            return web.json_response(op.to_json(state.now()), status=202)
+        now = state.now()
+        if route.operation == "getPipeline":
+            return web.json_response(state.get_pipeline(pipeline).to_json(state.config.org))
+        if route.operation == "listVersions":
+            verbose = _verbose(request)
+            versions = state.get_pipeline(pipeline).versions.values()
+            return web.json_response([v.to_json(now, verbose=verbose) for v in versions])
+        if route.operation == "getOperation":
+            op = state.find_operation(pipeline, version, route.operation_id or "")
+            return web.json_response(op.to_json(now))
+        _, found = state.lookup(pipeline, version)
+        if route.operation == "getVersion":
+            return web.json_response(found.to_json(now, verbose=_verbose(request)))
+        if route.operation == "listJobs":
+            return web.json_response([job.to_json(now) for job in found.visible_jobs(now)])
+        assert route.operation == "listOperations"
+        return web.json_response([op.to_json(now) for op in found.operations])
+    except PipelineError as err:
+        return _pipeline_error(err)
+
+
+async def _pipeline_api(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    await _emulate_latency(state)
+    ids = _trace_ids(request)
+    response = await _pipeline_flow(request, state, ids)
+    if response is None:
+        return _drop(request)
+    response.headers.update(ids)
+    return response
+
+
+async def _pipeline_flow(
+    request: web.Request, state: EmulatorState, ids: dict[str, str]
+) -> web.Response | None:
+    """The Pipeline API checks in order; ``None`` means the connection must be dropped."""
+    tail = request.rel_url.raw_path[len(PIPELINE_BASE_PATH) :]
+    route: _Route | None = None
+    routing_error: PipelineError | None = None
+    try:
+        route = _resolve(request.method, tail)
+    except PipelineError as err:
+        routing_error = err
+    if route is not None:
+        state.stats.requests[route.operation] += 1
+    try:
+        caller = state.authenticate(request.headers.get("Authorization"))
+    except PipelineError as err:
+        state.stats.unauthorized += 1
+        return _unauthorized(err)
+    if route is None:
+        assert routing_error is not None
+        return _pipeline_error(routing_error)
+
+    fault = state.take_fault(
+        route.operation,
+        pipeline_key(route.pipeline) if route.pipeline is not None else None,
+        route.version,
+    )
+    ctx = _FaultContext(
+        _fault_response, _EMPTY_STATUS.get(route.operation, 200), PIPELINE_BASE_PATH
+    )
+
+    async def perform() -> web.Response:
+        return await _operate(request, route, caller, ids)
+
+    return await _with_fault(request, fault, ctx, perform)
+
+
+# -- admin ------------------------------------------------------------------------------------
+
+
+def _admin_error(message: str, status: int = 400) -> web.Response:
+    return _pipeline_error(PipelineError(status, "E1000", message))
+
+
+def _public_config(config: HereEmulatorConfig) -> dict[str, Any]:
+    """The running configuration; client secrets are not echoed."""
+    data = config.model_dump(mode="json")
+    data["clients"] = {
+        key: {"client_id": c.client_id, "user_id": c.user_id} for key, c in config.clients.items()
+    }
+    return data
+
+
+async def _read_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    data = json.loads(raw) if raw.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    return data
+
+
+async def _admin_pipelines(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response(
+        {"pipelines": [state.admin_pipeline(p) for p in state.pipelines.values()]}
+    )
+
+
+async def _admin_create_pipeline(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        spec = PipelineSpec.model_validate(await _read_object(request))
+        pipeline = state.add_pipeline(spec)
+    except (ValueError, ValidationError) as exc:
+        return _admin_error(str(exc))
+    except PipelineError as err:
+        return _pipeline_error(err)
+    return web.json_response(state.admin_pipeline(pipeline), status=201)
+
+
+async def _admin_create_version(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        spec = VersionSpec.model_validate(await _read_object(request))
+        version = state.add_version(request.match_info["pipeline_id"], spec)
+    except (ValueError, ValidationError) as exc:
+        return _admin_error(str(exc))
+    except PipelineError as err:
+        return _pipeline_error(err)
+    pipeline = state.get_pipeline(version.pipeline_id)
+    return web.json_response(state.admin_pipeline(pipeline), status=201)
+
+
+async def _admin_update_version(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        version = state.update_version(
+            request.match_info["pipeline_id"],
+            request.match_info["version_id"],
+            await _read_object(request),
+        )
+    except (ValueError, ValidationError) as exc:
+        return _admin_error(str(exc))
+    except PipelineError as err:
+        return _pipeline_error(err)
+    return web.json_response(state.admin_pipeline(state.get_pipeline(version.pipeline_id)))
+
+
+async def _admin_operations(request: web.Request) -> web.Response:
+    query = request.query
+    ops = request.app[STATE].admin_operations(query.get("pipelineId"), query.get("versionId"))
+    return web.json_response({"operations": ops})
+
+
+async def _admin_jobs(request: web.Request) -> web.Response:
+    query = request.query
+    jobs = request.app[STATE].admin_jobs(query.get("pipelineId"), query.get("versionId"))
+    return web.json_response({"jobs": jobs})
+
+
+async def _admin_finish_job(request: web.Request) -> web.Response:
+    """End a starting or running job now as completed or failed; answers the job."""
+    state = request.app[STATE]
+    try:
+        body = _FinishRequest.model_validate_json(await request.read() or b"{}")
+    except ValidationError as exc:
+        return _admin_error(f'Expected {{"state": "completed" | "failed", "message"?}}: {exc}')
+    try:
+        job = state.finish_job(request.match_info["job_id"], body.state, body.message)
+    except PipelineError as err:
+        return _pipeline_error(err)
+    return web.json_response(state.admin_job(job))
+
+
+async def _admin_stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].stats.to_json())
+
+
+async def _admin_list_faults(request: web.Request) -> web.Response:
+    faults = [
+        {**a.fault.model_dump(mode="json"), "remaining": a.remaining}
+        for a in request.app[STATE].faults
+    ]
+    return web.json_response({"faults": faults})
+
+
+async def _admin_add_faults(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        faults = _FAULTS.validate_python(body["faults"] if isinstance(body, dict) else None)
+    except (ValueError, KeyError, ValidationError) as exc:
+        return _admin_error(f'Expected {{"faults": [Fault, ...]}}: {exc}')
+    request.app[STATE].add_faults(faults)
+    return await _admin_list_faults(request)
+
+
+async def _admin_clear_faults(request: web.Request) -> web.Response:
+    request.app[STATE].clear_faults()
+    return web.json_response({"faults": []})
+
+
+async def _admin_expire_tokens(request: web.Request) -> web.Response:
+    return web.json_response({"expired": request.app[STATE].expire_tokens()})
+
+
+async def _admin_reset(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return web.json_response({"reset": True})
+
+
+async def _admin_config(request: web.Request) -> web.Response:
+    return web.json_response(_public_config(request.app[STATE].config))
+
+
+async def _admin_configure(request: web.Request) -> web.Response:
+    try:
+        config = request.app[STATE].configure(await _read_object(request))
+    except (ValueError, ValidationError) as exc:
+        return _admin_error(str(exc))
+    return web.json_response(_public_config(config))
+
+
+def _clock_body(state: EmulatorState) -> dict[str, Any]:
+    now = state.now()
+    return {"now": now, "iso": iso(now), "offset": state.offset}
+
+
+async def _admin_clock(request: web.Request) -> web.Response:
+    return web.json_response(_clock_body(request.app[STATE]))
+
+
+async def _admin_advance(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = _AdvanceRequest.model_validate_json(await request.read() or b"{}")
+    except ValidationError as exc:
+        return _admin_error(f'Expected {{"seconds": N >= 0}}: {exc}')
+    state.advance(body.seconds)
+    return web.json_response(_clock_body(state))
+
+
+async def _admin_listeners(request: web.Request) -> web.Response:
+    return web.json_response({"listeners": listener_urls(request.app)})
