@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import email.utils
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from .errors import BackendError, BackendRejected, TransientBackendError
+from .errors import AuthenticationFailed, BackendError, BackendRejected, TransientBackendError
 
 
 def json_object(response: httpx.Response) -> dict[str, Any]:
@@ -22,6 +23,17 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return payload if isinstance(payload, dict) else {}
+
+
+def json_time(value: Any) -> datetime | None:
+    """A timestamp from a JSON body (ISO 8601, a lower-case t or z allowed), or None if the
+    field is missing or not one: a run API's odd time never fails the read of a run."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -60,7 +72,8 @@ def status_error(
     code: str | None,
     message: str | None,
 ) -> BackendError:
-    """Classify an error answer: 408, 429 and 5xx are transient, other statuses permanent.
+    """Classify an error answer: 408, 429 and 5xx are transient, 401 is a refused token,
+    other statuses are permanent.
 
     500, 502 and 504 (and 503 without Retry-After) may come after the work was done, so
     they are ambiguous for a call that is not idempotent; 408, 429 and 503 with
@@ -80,4 +93,6 @@ def status_error(
         return TransientBackendError(
             text, status_code=status, code=code, retry_after=retry_after, ambiguous=ambiguous
         )
+    if status == 401:
+        return AuthenticationFailed(text, status_code=status, code=code)
     return BackendRejected(text, status_code=status, code=code)

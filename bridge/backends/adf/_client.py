@@ -13,7 +13,7 @@ from contracts import AdfCancel, AdfRun, CancelOptions, RunSpec, RunState, Syste
 from ..._http import json_object, status_error, transport_error
 from ...auth import BearerTokenAuth, TokenSource
 from ...budget import ReadBudget
-from ...errors import AuthenticationFailed, BackendRejected, OutcomeUnknown
+from ...errors import BackendRejected, OutcomeUnknown
 from .._base import CreatedRun, FollowedRun, Poll, RunStatus
 from ._entra import token_source
 from ._names import factory_path, segment
@@ -107,10 +107,6 @@ class AdfBackend:
         if response.is_success:
             return response
         code, message = cloud_error(response)
-        if response.status_code == 401:
-            raise AuthenticationFailed(
-                f"{operation}: HTTP 401 {code}: {message}", status_code=401, code=code
-            )
         raise status_error(
             response, operation=operation, idempotent=idempotent, code=code, message=message
         )

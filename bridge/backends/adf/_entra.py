@@ -8,6 +8,7 @@ Both are one HTTP exchange each, made with the bridge's own httpx stack.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
@@ -41,6 +42,17 @@ def _refused(what: str, response: httpx.Response) -> Exception:
     return AuthenticationFailed(error.message, status_code=response.status_code, code=code)
 
 
+async def _exchange(what: str, sending: Awaitable[httpx.Response]) -> AccessToken:
+    """One token request: its answer as a token, or the failure classified."""
+    try:
+        response = await sending
+    except httpx.TransportError as exc:
+        raise transport_error(exc, operation=what, idempotent=True) from exc
+    if not response.is_success:
+        raise _refused(what, response)
+    return _token_from(json_object(response), time.time())
+
+
 class ClientSecretTokenSource:
     def __init__(self, credential: ClientSecretCredential, *, timeout: float = 30.0) -> None:
         self._credential = credential
@@ -55,13 +67,7 @@ class ClientSecretTokenSource:
             "client_secret": self._secret.get_secret_value(),
             "scope": self._credential.scope,
         }
-        try:
-            response = await self._client.post(self._credential.token_url, data=form)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, operation=what, idempotent=True) from exc
-        if not response.is_success:
-            raise _refused(what, response)
-        return _token_from(json_object(response), time.time())
+        return await _exchange(what, self._client.post(self._credential.token_url, data=form))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -77,15 +83,12 @@ class ManagedIdentityTokenSource:
         if self._credential.client_id:
             params["client_id"] = self._credential.client_id
         what = "managed identity token"
-        try:
-            response = await self._client.get(
+        return await _exchange(
+            what,
+            self._client.get(
                 self._credential.endpoint, params=params, headers={"Metadata": "true"}
-            )
-        except httpx.TransportError as exc:
-            raise transport_error(exc, operation=what, idempotent=True) from exc
-        if not response.is_success:
-            raise _refused(what, response)
-        return _token_from(json_object(response), time.time())
+            ),
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

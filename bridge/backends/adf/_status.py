@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from contracts import RunState
 
+from ..._http import json_time
 from .._base import RunStatus
 
 #: Every status ADF documents (Canceling with one l, Cancelled with two).
@@ -31,20 +31,11 @@ def run_status(payload: dict[str, Any]) -> RunStatus:
         state=STATUS_TO_STATE.get(status),
         backend_status=status,
         message=payload.get("message") or None,
-        started_at=_time(payload.get("runStart")),
-        ended_at=_time(payload.get("runEnd")),
+        started_at=json_time(payload.get("runStart")),
+        ended_at=json_time(payload.get("runEnd")),
         duration_ms=duration if isinstance(duration, int) and duration >= 0 else None,
-        updated_at=_time(payload.get("lastUpdated")),
+        updated_at=json_time(payload.get("lastUpdated")),
     )
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def parameters_match(sent: dict[str, Any], stored: Any) -> bool:

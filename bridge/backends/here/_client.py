@@ -23,13 +23,13 @@ import httpx
 
 from contracts import CancelOptions, HereRun, RunSpec, RunState, System
 
-from ..._http import json_object, status_error, transport_error
+from ..._http import json_object, json_time, status_error, transport_error
 from ...auth import BearerTokenAuth, TokenSource
 from ...budget import ReadBudget
-from ...errors import AuthenticationFailed, BackendError, BackendRejected, OutcomeUnknown
+from ...errors import BackendError, BackendRejected, OutcomeUnknown
 from .._base import CreatedRun, FollowedRun, Poll, RunStatus
 from ._names import pipeline_segment, uuid_segment
-from ._status import JOB_TO_STATE, job_of, moment, run_status
+from ._status import JOB_TO_STATE, job_of, run_status
 from ._target import HereTarget
 from ._token import HereTokenSource
 
@@ -157,10 +157,6 @@ class HereBackend:
         if response.is_success:
             return response
         code, message = here_error(response)
-        if response.status_code == 401:
-            raise AuthenticationFailed(
-                f"{operation}: HTTP 401 {code or ''}: {message}", status_code=401, code=code
-            )
         raise status_error(
             response, operation=operation, idempotent=idempotent, code=code, message=message
         )
@@ -269,7 +265,7 @@ class HereBackend:
         latest = version.get("latestOperation")
         if not isinstance(latest, dict) or latest.get("requestType") != "activate":
             return []
-        created = moment(latest.get("created"))
+        created = json_time(latest.get("created"))
         if created is None or not since <= created <= until:
             return []
         followed = FollowedRun(str(latest.get("id")), spec)

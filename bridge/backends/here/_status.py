@@ -10,11 +10,11 @@ or after the operation.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from contracts import RunState
 
+from ..._http import json_time
 from .._base import RunStatus
 
 JOB_TO_STATE: dict[str, RunState] = {
@@ -27,22 +27,14 @@ JOB_TO_STATE: dict[str, RunState] = {
 OPERATION_PENDING = frozenset({"accepted", "being_processed"})
 
 
-def moment(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def job_of(operation: dict[str, Any], jobs: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """The first job created at or after the operation."""
-    started = moment(operation.get("created"))
+    started = json_time(operation.get("created"))
     if started is None:
         return None
-    after = [job for job in jobs if (created := moment(job.get("created"))) and created >= started]
-    return min(after, key=lambda job: moment(job.get("created")) or started, default=None)
+    created = ((json_time(job.get("created")), job) for job in jobs)
+    after = [(when, job) for when, job in created if when is not None and when >= started]
+    return min(after, key=lambda pair: pair[0], default=(None, None))[1]
 
 
 def run_status(operation: dict[str, Any], job: dict[str, Any] | None) -> RunStatus:
@@ -58,7 +50,7 @@ def run_status(operation: dict[str, Any], job: dict[str, Any] | None) -> RunStat
             RunState.FAILED,
             "operation failed",
             message=message if isinstance(message, str) and message else "the activation failed",
-            ended_at=moment(operation.get("updated") or operation.get("created")),
+            ended_at=json_time(operation.get("updated") or operation.get("created")),
         )
     if state != "succeeded":
         return RunStatus(run_id, None, f"operation {state}")
@@ -66,8 +58,8 @@ def run_status(operation: dict[str, Any], job: dict[str, Any] | None) -> RunStat
         return RunStatus(run_id, RunState.QUEUED, "operation succeeded")
     job_state = str(job.get("state"))
     mapped = JOB_TO_STATE.get(job_state)
-    created = moment(job.get("created"))
-    ended = moment(job.get("updated")) if mapped is not None and mapped.is_terminal else None
+    created = json_time(job.get("created"))
+    ended = json_time(job.get("updated")) if mapped is not None and mapped.is_terminal else None
     details = {
         name: value
         for name in ("id", "loggingUrl", "pipelineUIUrl")
@@ -85,6 +77,6 @@ def run_status(operation: dict[str, Any], job: dict[str, Any] | None) -> RunStat
         started_at=created if mapped is not RunState.QUEUED else None,
         ended_at=ended,
         duration_ms=duration,
-        updated_at=moment(job.get("updated")),
+        updated_at=json_time(job.get("updated")),
         details=details or None,
     )

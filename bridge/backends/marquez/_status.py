@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from contracts import RunState
 
+from ..._http import json_time
 from .._base import RunStatus
 
 #: Marquez records runs that jobs execute elsewhere: NEW until a job starts it.
@@ -19,15 +19,6 @@ STATUS_TO_STATE: dict[str, RunState] = {
 }
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def run_status(payload: dict[str, Any]) -> RunStatus:
     """A Marquez run as the bridge sees it; an unknown state (OTHER) keeps its raw value."""
     state = str(payload.get("state"))
@@ -36,8 +27,8 @@ def run_status(payload: dict[str, Any]) -> RunStatus:
         run_id=str(payload.get("id")),
         state=STATUS_TO_STATE.get(state),
         backend_status=state,
-        started_at=_time(payload.get("startedAt")),
-        ended_at=_time(payload.get("endedAt")),
+        started_at=json_time(payload.get("startedAt")),
+        ended_at=json_time(payload.get("endedAt")),
         duration_ms=duration if isinstance(duration, int) and duration >= 0 else None,
-        updated_at=_time(payload.get("updatedAt")),
+        updated_at=json_time(payload.get("updatedAt")),
     )
