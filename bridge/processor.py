@@ -236,6 +236,7 @@ class RequestProcessor:
         """Publish run-created; if that cannot be done, the Failed outcome that reports the
         run instead (it exists, so no REJECTED or UNKNOWN event is published for it)."""
         request, run_id = outcome.request, outcome.run_id
+        created_at = outcome.started.entry.created_at or self._now()  # the same when repeated
         try:
             output = self._outputs.event(
                 self._settings.created_topic,
@@ -246,13 +247,13 @@ class RequestProcessor:
                     target=request.target,
                     system=request.run.system,
                     run_id=run_id,
-                    created_at=self._now(),
+                    created_at=created_at,
                     run=request.run,
                 ),
                 event_id=event_id(RunCreatedV1.event_type, request.request_id, run_id),
                 subject=str(request.request_id),
                 correlation_id=request.correlation_id,
-                time=self._now(),
+                time=created_at,
             )
             await self._send(record, output)
         except OutputRejected as refused:
@@ -268,6 +269,14 @@ class RequestProcessor:
         else:
             await self._announced(record, outcome)
             return None
+        # The run exists all the same: its states go out and it is followed to its end.
+        try:
+            await self._announced(record, outcome)
+        except NotOwned:
+            raise
+        except Exception as exc:
+            log.warning("announcing run %s of %s failed (%s)", run_id, where(record), exc)
+            self._follow(record.partition, outcome.started.entry)
         return Failed(error, RequestFacts.of(request), state=None)
 
     async def _announced(self, record: Record, outcome: Created) -> None:

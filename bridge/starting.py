@@ -95,9 +95,19 @@ class RunStarter:
                 intent = entry
                 try:
                     found = await self._look_with_retries(backend, request, intent, attempts)
-                except BackendError as undecided:
+                except BackendError as failed:
+                    # An earlier create may have taken effect: whatever stopped the look,
+                    # this is UNKNOWN, so the next delivery looks again instead of creating.
+                    undecided = (
+                        failed
+                        if isinstance(failed, OutcomeUnknown)
+                        else OutcomeUnknown(
+                            f"an earlier create for request {request.request_id} may have "
+                            f"started a run, and looking for it failed: {failed.message}"
+                        )
+                    )
                     await self._failed(partition, intent, undecided, attempts)
-                    raise
+                    raise undecided from failed
                 if found is not None:
                     return Started(await self._answer(partition, intent, found), found=True)
             else:

@@ -169,7 +169,7 @@ async def test_the_same_request_twice_starts_one_run_and_announces_it_again() ->
     assert sink.topics() == [CREATED, STATE, CREATED, STATE]
     first, again = sink.sent[0], sink.sent[2]
     assert dict(first.headers)["ce_id"] == dict(again.headers)["ce_id"], "same CloudEvents id"
-    assert first.value == again.value or data_of(first)["run_id"] == data_of(again)["run_id"]
+    assert first.value == again.value, "the same event, created_at included"
     assert worker.metrics.repeats == 1
 
 
@@ -193,6 +193,31 @@ async def test_an_intent_whose_run_is_not_found_is_created_then() -> None:
     await processor(sink, backend, ledger)(record(data))
     assert backend.calls == 1
     assert data_of(sink.sent[0])["run_id"] == "run-2"
+
+
+async def test_an_intent_whose_look_fails_is_unknown_and_the_next_delivery_looks_again() -> None:
+    """Looking cannot be skipped: if it fails, a run may still exist, so nothing is created
+    and nothing is called REJECTED."""
+    data = request()
+    ledger = MemoryLedger()
+    await ledger.put(3, crash_window_intent(data))
+    sink, backend = Sink(), Backend("never-called")
+
+    async def failing_look(run: Any, **window: Any) -> list[RunStatus]:
+        raise BackendRejected("queryPipelineRuns: HTTP 403 AuthorizationFailed")
+
+    backend.find_runs = failing_look  # type: ignore[method-assign]
+    worker = processor(sink, backend, ledger)
+    await worker(record(data))
+    assert backend.calls == 0
+    assert data_of(sink.sent[0])["state"] == "UNKNOWN"
+    assert error_of(sink.sent[1]).reason == "outcome-unknown"
+    assert "looking for it failed" in error_of(sink.sent[1]).message
+    backend.existing = ["run-made-before-the-crash"]
+    backend.find_runs = Backend.find_runs.__get__(backend)  # type: ignore[method-assign]
+    await worker(record(data))
+    assert backend.calls == 0, "the next delivery looked again rather than creating"
+    assert data_of(sink.sent[2])["run_id"] == "run-made-before-the-crash"
 
 
 def crash_window_intent(data: dict[str, Any]) -> LedgerEntry:
@@ -258,10 +283,14 @@ async def test_a_run_whose_event_kafka_refuses_becomes_an_output_rejected_dead_l
     def refuse(output: OutputRecord) -> Exception | None:
         return OutputRejected("too large") if output.topic == CREATED else None
 
-    sink = Sink(refuse)
-    await processor(sink, Backend("run-7"))(record(request()))
-    assert sink.topics() == [DLQ], "the run exists: no REJECTED or UNKNOWN for it"
-    error = error_of(sink.sent[0])
+    sink, followed = Sink(refuse), []
+    worker = processor(sink, Backend("run-7"))
+    worker._follow = lambda partition, entry: followed.append(entry.run_id)
+    await worker(record(request()))
+    assert sink.topics() == [STATE, DLQ], "the run exists: QUEUED, no REJECTED or UNKNOWN"
+    assert data_of(sink.sent[0])["state"] == "QUEUED"
+    assert followed == ["run-7"], "and it is followed to its end"
+    error = error_of(sink.sent[1])
     assert error.reason == "output-rejected"
     assert "run run-7 was created" in error.message
 
@@ -281,8 +310,8 @@ async def test_a_run_whose_event_cannot_be_built_is_an_internal_error_naming_it(
     monkeypatch.setattr(outputs.OutputBuilder, "event", broken)
     sink = Sink()
     await processor(sink, Backend("run-8"))(record(request()))
-    assert sink.topics() == [DLQ]
-    error = error_of(sink.sent[0])
+    assert sink.topics() == [STATE, DLQ], "QUEUED: the run exists and is followed"
+    error = error_of(sink.sent[1])
     assert error.reason == "internal-error"
     assert "run run-8 was created" in error.message and "a bug" in error.message
 
