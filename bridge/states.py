@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from contracts import Reason, RunState, RunStateChangedV2
@@ -51,6 +51,14 @@ class Step:
     ended_at: datetime | None = None
     duration_ms: int | None = None
     details: Mapping[str, str] | None = None
+
+
+def _with_known(step: Step, started_at: datetime | None, details: Mapping[str, str] | None) -> Step:
+    """A step past QUEUED carries the start time and details known so far, so that the
+    event the ledger records is the event published, and a repeat of it is identical."""
+    if step.state is RunState.QUEUED:
+        return step
+    return replace(step, started_at=step.started_at or started_at, details=step.details or details)
 
 
 def steps(
@@ -167,10 +175,12 @@ class RunStates:
             plan = steps(current, status, now=self._now(), words=self._words_of(current))
             if not plan:
                 return current
-            previous = current.state
-            for step in plan:
+            previous, started = current.state, current.started_at
+            details: Mapping[str, str] | None = current.details
+            for index, step in enumerate(plan):
+                plan[index] = step = _with_known(step, started, details)
                 await self._publish(current, step, previous)
-                previous = step.state
+                previous, started, details = step.state, step.started_at, step.details
             return await self._record(
                 partition, current, plan[-1], plan[-2].state if len(plan) > 1 else current.state
             )
@@ -193,10 +203,16 @@ class RunStates:
         self, partition: int, entry: LedgerEntry, state: RunState, reason: Reason
     ) -> LedgerEntry:
         """A state the bridge decides rather than observes (e.g. UNKNOWN when it stops
-        following a run), published with its reason."""
+        following a run), published with its reason. A run already ended keeps its end."""
         async with self._locks.hold(entry.request_id):
             current = self._ledger.get(partition, entry.request_id) or entry
-            step = Step(state, self._now(), backend_status=self._words_of(current).get(state))
+            if current.state is not None and current.state.is_terminal:
+                return current
+            step = _with_known(
+                Step(state, self._now(), backend_status=self._words_of(current).get(state)),
+                current.started_at,
+                current.details,
+            )
             await self._publish(current, step, current.state, reason=reason)
             return await self._record(partition, current, step, current.state, reason=reason)
 
@@ -219,7 +235,6 @@ class RunStates:
             reason = (
                 Reason(code=entry.reason_code, message=entry.reason_message or "")
                 if entry.reason_code is not None
-                and (entry.state is RunState.UNKNOWN or entry.cancelled_before_start)
                 else None
             )
             await self._publish(entry, step, entry.previous_state, reason=reason, repeat=True)
@@ -247,8 +262,9 @@ class RunStates:
             ended_at=step.ended_at or entry.ended_at,
             duration_ms=step.duration_ms,
             details=dict(step.details) if step.details else entry.details,
-            reason_code=reason.code if reason is not None else entry.reason_code,
-            reason_message=reason.message if reason is not None else entry.reason_message,
+            # the reason of the state published now, if any: a repeat carries it again
+            reason_code=reason.code if reason is not None else None,
+            reason_message=reason.message if reason is not None else None,
             updated_at=self._now(),
         )
         await self._ledger.put(partition, updated)
