@@ -27,7 +27,7 @@ from contracts import Reason, RunState
 from ._settings import TrackingSpec
 from .backends import Backend, FollowedRun, RunStatus
 from .errors import BridgeError
-from .ledger import LedgerEntry
+from .ledger import LedgerEntry, NotOwned
 from .metrics import Metrics
 from .states import RunStates
 
@@ -133,8 +133,13 @@ class RunTracker:
                 loop.wake.clear()
                 interval = loop.spec.min_interval_seconds
                 continue
-            changed = await self._poll(loop)
-            await self._enforce_deadline(loop)
+            try:
+                changed = await self._poll(loop)
+                await self._enforce_deadline(loop)
+            except Exception:  # a bug: the loop must outlive it, or the target goes unwatched
+                self._metrics.tracking_failures += 1
+                log.exception("tracking target %s failed; trying again later", loop.name)
+                changed = False
             interval = (
                 loop.spec.min_interval_seconds
                 if changed
@@ -157,7 +162,8 @@ class RunTracker:
         """One poll of the target; whether any followed run changed state."""
         await self._republish(loop)
         overlap = timedelta(seconds=loop.spec.overlap_seconds)
-        since = (loop.since or self._now()) - overlap
+        asked_since = loop.since
+        since = (asked_since or self._now()) - overlap
         followed = [f.run for f in loop.runs.values()]
         self._metrics.polls += 1
         try:
@@ -169,19 +175,42 @@ class RunTracker:
         changes = [(loop.runs[s.run_id], s) for s in poll.statuses if s.run_id in loop.runs]
         changes += await self._verify_unseen(loop, {item.run.run_id for item, _ in changes})
         results = await _bounded(
-            [self._states.advance(item.partition, item.entry, s) for item, s in changes],
-            limit=self._concurrency,
+            [self._advance(loop, item, s) for item, s in changes], limit=self._concurrency
         )
-        changed = False
+        changed = missed = False
         for (item, status), entry in zip(changes, results, strict=True):
+            if entry is None:
+                missed = True
+                continue
             item.seen_at = self._now()
             changed |= entry.state != item.entry.state
             item.entry = entry
             if not entry.followed:
                 loop.runs.pop(status.run_id, None)
-        loop.since = poll.through
+        if not missed and loop.since == asked_since:
+            loop.since = poll.through
+        elif loop.since is not None:  # a change to read again, or a run followed meanwhile
+            loop.since = min(loop.since, poll.through)
         self._count()
         return changed
+
+    async def _advance(
+        self, loop: _TargetLoop, item: _Followed, status: RunStatus
+    ) -> LedgerEntry | None:
+        """One run's change published; None if that failed (it is read again next poll)."""
+        try:
+            return await self._states.advance(item.partition, item.entry, status)
+        except NotOwned:  # its partition was handed over meanwhile: the new owner follows it
+            loop.runs.pop(item.run.run_id, None)
+        except Exception as exc:
+            self._metrics.tracking_failures += 1
+            log.warning(
+                "publishing the state of run %s (request %s) failed (%s); trying again later",
+                item.run.run_id,
+                item.entry.request_id,
+                exc,
+            )
+        return None
 
     async def _verify_unseen(
         self, loop: _TargetLoop, seen: set[str]
@@ -223,7 +252,14 @@ class RunTracker:
                 "no longer followed",
             )
             log.warning("run %s of request %s: %s", run_id, item.entry.request_id, reason.message)
-            await self._states.decide(item.partition, item.entry, RunState.UNKNOWN, reason)
+            try:
+                await self._states.decide(item.partition, item.entry, RunState.UNKNOWN, reason)
+            except NotOwned:
+                pass  # handed over: its new owner enforces the deadline
+            except Exception as exc:
+                self._metrics.tracking_failures += 1
+                log.warning("publishing the deadline of run %s failed (%s)", run_id, exc)
+                continue  # still followed: tried again after the next poll
             loop.runs.pop(run_id, None)
         self._count()
 

@@ -149,3 +149,76 @@ async def test_runs_of_partitions_handed_over_are_let_go() -> None:
     assert (run_tracker.followed(), metrics.followed_runs) == (1, 1)
     run_tracker.drop([3])
     assert (run_tracker.followed(), metrics.followed_runs) == (0, 0)
+
+
+class ReportingBackend(Backend):
+    """Each poll reports the run as running, through the time it was asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[datetime] = []
+
+    async def poll(self, runs: Sequence[FollowedRun], *, since: datetime) -> Poll:
+        self.polls += 1
+        self.asked.append(since)
+        start = datetime(2026, 11, 25, tzinfo=UTC)
+        statuses = [
+            RunStatus(r.run_id, RunState.RUNNING, "InProgress", started_at=start) for r in runs
+        ]
+        return Poll(statuses=statuses, through=since + timedelta(hours=1), reads=1)
+
+
+async def test_a_ledger_that_refuses_a_write_stops_neither_the_loop_nor_other_targets() -> None:
+    """A poll in flight while its partition is handed over gets NotOwned from the ledger;
+    a state event Kafka refuses raises too. Neither may end the target's loop: its other
+    runs, and the partitions it gets back, must still be followed."""
+    from bridge.errors import OutputRejected
+    from bridge.ledger import NotOwned
+
+    clock = Clock()
+    run_tracker, _, _, metrics = tracker(FAST, clock)
+    backend = ReportingBackend()
+    run_tracker._targets["t"].backend = backend  # type: ignore[assignment]
+    states = run_tracker._states
+    real_advance = states.advance
+    failures = [NotOwned("handed over"), OutputRejected("too large")]
+
+    async def advance(partition: int, entry: LedgerEntry, status: RunStatus) -> LedgerEntry:
+        if failures:
+            raise failures.pop(0)
+        return await real_advance(partition, entry, status)
+
+    states.advance = advance  # type: ignore[method-assign]
+    run_tracker.follow(0, followed(clock))
+    await run_for(run_tracker, 0.05)
+    run_tracker.follow(1, followed(clock))  # given back, or another run
+    await run_for(run_tracker, 0.1)
+    assert not failures, "both failures happened"
+    assert metrics.tracking_failures >= 1
+    assert backend.polls >= 3, "the loop lived on"
+    entries = [f.entry for f in run_tracker._targets["t"].runs.values()]
+    assert [e.state for e in entries] == [RunState.RUNNING], "the other run was followed"
+
+
+async def test_a_change_that_failed_to_publish_is_asked_about_again() -> None:
+    clock = Clock()
+    run_tracker, _, _, _ = tracker(FAST, clock)
+    backend = ReportingBackend()
+    run_tracker._targets["t"].backend = backend  # type: ignore[assignment]
+    states = run_tracker._states
+    real_advance = states.advance
+    calls = 0
+
+    async def advance(partition: int, entry: LedgerEntry, status: RunStatus) -> LedgerEntry:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug, once")
+        return await real_advance(partition, entry, status)
+
+    states.advance = advance  # type: ignore[method-assign]
+    run_tracker.follow(0, followed(clock))
+    await run_for(run_tracker, 0.1)
+    assert backend.asked[1] == backend.asked[0], "the failed poll's window is read again"
+    entries = [f.entry for f in run_tracker._targets["t"].runs.values()]
+    assert [e.state for e in entries] == [RunState.RUNNING]
