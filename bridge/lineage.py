@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from contracts import RunState, System
 
@@ -60,6 +60,17 @@ class LineageSettings(Strict):
     timeout_seconds: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
     queue_size: int = Field(default=10_000, ge=1)
+    drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="At shutdown, how long queued events may still be sent, in all.",
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> LineageSettings:
+        if self.api_key_env is not None and self.api_key_file is not None:
+            raise ValueError("give api_key_env or api_key_file, not both")
+        return self
 
     def api_key(self) -> SecretStr | None:
         if self.api_key_env is not None:
@@ -191,24 +202,35 @@ class LineageReporter:
             log.warning("lineage queue full: the %s event of %s is dropped", state, entry.run_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send queued events until ``stop`` is set and the queue is empty (or 5 s pass)."""
-        while not (stop.is_set() and self._queue.empty()):
+        """Send queued events until ``stop`` is set; then what is queued, for at most
+        ``drain_seconds`` in all. Events left then are counted as dropped."""
+        while not stop.is_set():
             getter = asyncio.ensure_future(self._queue.get())
             stopper = asyncio.ensure_future(stop.wait())
             done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
-            if getter not in done:
+            if getter in done:
+                await self._send(getter.result())
+            else:
                 getter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await getter
-                continue
-            pending = getter.result()
-            if stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._send(pending), 5.0)
-            else:
-                await self._send(pending)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain(), self._settings.drain_seconds)
+        if not self._queue.empty():
+            left = self._queue.qsize()
+            self._metrics.lineage_dropped += left
+            log.warning("stopping: %d lineage events not sent are dropped", left)
         await self._client.aclose()
+
+    async def _drain(self) -> None:
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            try:
+                await self._send(pending)
+            except asyncio.CancelledError:
+                self._metrics.lineage_dropped += 1  # cut off by the drain's time limit
+                raise
 
     async def _send(self, pending: _Pending) -> None:
         delay = self._backoff

@@ -96,3 +96,31 @@ async def test_a_refused_event_is_not_sent_again_and_marquez_runs_are_not_report
     reporter.report(entry(System.MARQUEZ), RunState.RUNNING, AT, None)
     await send_all(reporter)
     assert len(seen) == 1 and metrics.lineage_failed == 1
+
+
+async def test_shutdown_drains_within_its_limit_in_all_and_counts_what_is_left() -> None:
+    """An endpoint that never answers must not hold up a stopping bridge: the drain has one
+    limit for all queued events, and what it cuts off is counted as dropped."""
+
+    async def hanging(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    metrics = Metrics()
+    settings = LineageSettings(url="http://lineage.test", drain_seconds=0.2)
+    reporter = LineageReporter(settings, metrics, transport=httpx.MockTransport(hanging))
+    for _ in range(5):
+        reporter.report(entry(), RunState.RUNNING, AT, None)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await send_all(reporter)
+    assert loop.time() - started < 2, "one limit for the whole drain, not one per event"
+    assert (metrics.lineage_sent, metrics.lineage_dropped) == (0, 5)
+
+
+def test_one_source_for_the_api_key() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not both"):
+        LineageSettings(url="http://l.test", api_key_env="K", api_key_file="/run/secrets/k")
