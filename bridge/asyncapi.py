@@ -15,7 +15,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from contracts import RunCreatedV1, RunRequestedV1, RunStateChangedV2
+from contracts import RunCancelRequestedV1, RunCreatedV1, RunRequestedV1, RunStateChangedV2
 
 from . import __version__
 from .config import Settings
@@ -33,10 +33,11 @@ def build(settings: Settings) -> dict[str, Any]:
     @broker.subscriber(
         settings.requests_topic,
         title="run-requests",
-        description="Run requests from upstream systems, type org.runbridge.run.requested.v1."
-        + _ENVELOPE,
+        description="Run requests from upstream systems, type org.runbridge.run.requested.v1, "
+        "and cancels of their runs, type org.runbridge.run.cancel-requested.v1 (keyed like the "
+        "request)." + _ENVELOPE,
     )
-    async def run_requested(request: RunRequestedV1) -> None:
+    async def run_requested(request: RunRequestedV1 | RunCancelRequestedV1) -> None:
         """Documentation only: the bridge consumes with its own engine."""
 
     broker.publisher(

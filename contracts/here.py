@@ -15,25 +15,29 @@ from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from ._common import Contract, Name, System
 
-#: A pipeline is named by its UUID or its HRN (hrn:here:pipeline::<realm>:<uuid>).
+#: A pipeline is named by its UUID or its HRN (hrn:here:pipeline::<realm>:<uuid>; HERE's own
+#: examples leave the realm empty).
 PIPELINE_ID = re.compile(
     r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|hrn:(?:here|here-dev|here-cn|here-cn-dev):pipeline::[A-Za-z0-9._-]{1,100}:"
+    r"|hrn:(?:here|here-dev|here-cn|here-cn-dev):pipeline::[A-Za-z0-9._-]{0,100}:"
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
 )
-#: The identity a job runs as: an HRN of the platform's account service.
-RUN_AS_ID = r"^hrn:(?:here|here-dev|here-cn|here-cn-dev):account:[A-Za-z0-9:._/-]{1,200}$"
-CATALOG_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+#: The identity a job runs as: an HRN of the platform's account service, with the pattern of
+#: HERE's API description (anchored here, so that nothing trails it).
+RUN_AS_ID = (
+    r"^hrn:(?:here|here-dev|here-cn|here-cn-dev):account:[a-zA-Z-]*:[a-zA-Z-]+:[a-zA-Z0-9/-]{3,63}$"
+)
+CATALOG_NAME = r"^[A-Za-z0-9_-]{1,100}$"
+#: Catalog versions are int64 at HERE; -1 means "none yet".
+CatalogVersion = Annotated[StrictInt, Field(ge=-1, le=2**63 - 1)]
 
 
 class InputCatalog(Contract):
     """Which versions of one input catalog the job processes."""
 
     processing_type: Literal["changes", "reprocess", "no_changes"] = Field(alias="processingType")
-    version: Annotated[StrictInt, Field(ge=-1)]
-    since_version: Annotated[StrictInt, Field(ge=-1)] | None = Field(
-        default=None, alias="sinceVersion"
-    )
+    version: CatalogVersion
+    since_version: CatalogVersion | None = Field(default=None, alias="sinceVersion")
 
     @model_validator(mode="after")
     def _since_before_version(self) -> InputCatalog:
@@ -43,7 +47,7 @@ class InputCatalog(Contract):
 
 
 class OutputCatalog(Contract):
-    base_version: Annotated[StrictInt, Field(ge=-1)] = Field(alias="baseVersion")
+    base_version: CatalogVersion = Field(alias="baseVersion")
 
 
 class HereRun(Contract):
