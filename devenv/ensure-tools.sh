@@ -9,7 +9,9 @@ have_initdb() {  # Debian puts initdb/pg_ctl only under /usr/lib/postgresql/<ver
 }
 
 missing=()
-command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# javac too: Marquez is compiled from source (Maven's compiler plugin needs a JDK, and
+# Debian's maven package brings only a JRE)
+{ command -v java && command -v javac; } >/dev/null 2>&1 || missing+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 [ -n "${MARQUEZ_URL:-}" ] || have_initdb || missing+=(postgresql)
