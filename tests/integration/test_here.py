@@ -205,7 +205,7 @@ async def test_bad_hrns_and_processing_types_never_leave_the_bridge_and_a_busy_v
     bad_hrn = here_request()
     bad_hrn["run"]["pipelineId"] = "hrn:here:pipeline::org:not-a-uuid"
     bad_type = here_request(inputCatalogs={"rib": {"processingType": "everything", "version": 1}})
-    bad_run_as = here_request(runAsId="arn:aws:iam::123:role/x")
+    bad_run_as = here_request(runAsId="hrn:here:account::olp-acme:app/x.y")  # HERE: no "."
     first, busy = here_request(), here_request()
     records = [(b"k", *as_record(r)) for r in (bad_hrn, bad_type, bad_run_as, first, busy)]
     await produce(kafka_bootstrap, config.requests_topic, records)
