@@ -247,3 +247,91 @@ async def test_a_cancel_is_recursive_only_when_asked(
     cancel = AdfCancel.model_validate(options) if options is not None else None
     assert await adf.cancel_run(followed("r-1"), cancel) is True
     assert seen[0].url.params["isRecursive"] == recursive
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored", "match"),
+    [
+        ({"day": "2026-11-25"}, {"day": "2026-11-25", "default": "x"}, True),
+        ({"n": 3}, {"n": "3"}, True),
+        ({"n": 3}, {"n": "3.0"}, True),
+        ({"ratio": 0.5}, {"ratio": "0.5"}, True),
+        ({"flag": True}, {"flag": "True"}, True),
+        ({"flag": True}, {"flag": "true"}, True),
+        ({"flag": True}, {"flag": "1"}, False),
+        ({"ids": [1, 2]}, {"ids": "[1,2]"}, True),
+        ({"ids": [1, 2]}, {"ids": "[\r\n  1,\r\n  2\r\n]"}, True),  # Newtonsoft, indented
+        ({"cfg": {"a": 1, "b": [True]}}, {"cfg": '{\n  "b": [true],\n  "a": 1\n}'}, True),
+        ({"cfg": {"a": 1}}, {"cfg": '{"a": 2}'}, False),
+        ({"ids": [1, 2]}, {"ids": "[2,1]"}, False),
+        ({"day": "2026-11-25"}, {"day": "2026-11-26"}, False),
+        ({"day": "2026-11-25"}, {}, False),
+        ({"n": 3}, {"n": 3}, True),  # already typed, should ADF ever answer so
+        ({}, None, True),
+        ({"n": 3}, None, False),
+    ],
+)
+def test_parameters_read_back_match_what_was_sent_however_adf_wrote_them(
+    sent: dict, stored: object, match: bool
+) -> None:
+    from bridge.backends.adf._status import parameters_match
+
+    assert parameters_match(sent, stored) is match
+
+
+async def test_find_runs_follows_continuation_tokens_and_keeps_only_matching_runs() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    since = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    pages = [
+        {
+            "value": [
+                {
+                    "runId": "other-params",
+                    "pipelineName": "p",
+                    "status": "Queued",
+                    "parameters": {"day": "2026-11-24"},
+                    "lastUpdated": "2026-11-25T01:01:00Z",
+                },
+                {
+                    "runId": "mine",
+                    "pipelineName": "p",
+                    "status": "InProgress",
+                    "parameters": {"day": "2026-11-25", "x": "default"},
+                    "runStart": "2026-11-25T01:00:30Z",
+                    "lastUpdated": "2026-11-25T01:01:00Z",
+                },
+            ],
+            "continuationToken": "page-2",
+        },
+        {
+            "value": [
+                {
+                    "runId": "too-early",
+                    "pipelineName": "p",
+                    "status": "Succeeded",
+                    "parameters": {"day": "2026-11-25"},
+                    "runStart": "2026-11-25T00:59:00Z",
+                    "lastUpdated": "2026-11-25T01:02:00Z",
+                },
+            ]
+        },
+    ]
+    bodies: list[dict] = []
+
+    def arm(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        return httpx.Response(200, json=pages[len(bodies) - 1])
+
+    client, _ = backend(arm)
+    run = AdfRun(pipelineName="p", parameters={"day": "2026-11-25"})  # type: ignore[call-arg]
+    found = await client.find_runs(
+        run, request_id="r", since=since, until=since + timedelta(minutes=10)
+    )
+    assert [status.run_id for status in found] == ["mine"]
+    assert [b.get("continuationToken") for b in bodies] == [None, "page-2"]
+    assert bodies[0]["filters"] == [
+        {"operand": "PipelineName", "operator": "Equals", "values": ["p"]}
+    ]
+    assert bodies[0]["lastUpdatedAfter"] == "2026-11-25T01:00:00Z"

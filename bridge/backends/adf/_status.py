@@ -40,29 +40,35 @@ def run_status(payload: dict[str, Any]) -> RunStatus:
 
 def parameters_match(sent: dict[str, Any], stored: Any) -> bool:
     """Whether a run's parameters are the ones sent. ADF gives them back as strings
-    (objects and arrays JSON-encoded) and adds the pipeline's defaults, so every sent
-    parameter must be there with an equal value; others may be."""
+    (objects and arrays JSON-encoded, in whatever layout its serializer chose) and adds the
+    pipeline's defaults, so every sent parameter must be there with an equal value; others
+    may be."""
     if not isinstance(stored, dict):
         return not sent
-    for name, value in sent.items():
-        if name not in stored:
-            return False
-        got = stored[name]
-        if not isinstance(got, str):
-            got = json.dumps(got, separators=(",", ":"))
-        if got not in _spellings(value):
-            return False
-    return True
+    return all(name in stored and _same_value(value, stored[name]) for name, value in sent.items())
 
 
-def _spellings(value: Any) -> set[str]:
-    """The ways ADF may write a value back as a string."""
-    if isinstance(value, str):
-        return {value}
-    compact = json.dumps(value, separators=(",", ":"))
-    spellings = {compact, json.dumps(value)}
-    if isinstance(value, bool):
-        spellings |= {str(value), str(value).lower()}
-    elif isinstance(value, int | float):
-        spellings.add(str(value))
-    return spellings
+def _same_value(sent: Any, got: Any) -> bool:
+    """A value sent, and one read back: equal as JSON, however it was written back."""
+    if not isinstance(got, str):
+        return _json_equal(sent, got)
+    if isinstance(sent, str):
+        return sent == got
+    if isinstance(sent, bool) and got in ("True", "False"):  # .NET's spelling
+        return sent == (got == "True")
+    try:
+        parsed = json.loads(got)
+    except ValueError:
+        return False
+    return _json_equal(sent, parsed)
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: 1 and 1.0 are the same number, true is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
