@@ -87,12 +87,21 @@ class Settings(BaseSettings):
     def all_targets(self) -> dict[str, Target]:
         """Targets from RUNBRIDGE_TARGETS and the targets file (the file may not redefine one)."""
         targets = dict(self.targets)
-        if self.targets_file is None:
-            return targets
-        for name, target in load_targets_file(self.targets_file).items():
-            if name in targets:
-                raise ConfigurationError(f"target {name!r} is defined twice")
-            targets[name] = target
+        if self.targets_file is not None:
+            for name, target in load_targets_file(self.targets_file).items():
+                if name in targets:
+                    raise ConfigurationError(f"target {name!r} is defined twice")
+                targets[name] = target
+        retention = self.ledger_retention_days * 86_400
+        for name, target in targets.items():
+            deadline = target.tracking.deadline_seconds
+            if deadline > retention:
+                raise ConfigurationError(
+                    f"target {name!r} follows a run for up to {deadline:.0f} s "
+                    "(tracking.deadline_seconds), longer than the ledger remembers it "
+                    f"({retention:.0f} s, RUNBRIDGE_LEDGER_RETENTION_DAYS): a run still followed "
+                    "could lose its entry"
+                )
         return targets
 
 

@@ -45,3 +45,16 @@ def test_a_record_s_size_counts_header_names_in_bytes() -> None:
     from bridge.convert import record_size
 
     assert record_size(b"k", b"{}", [("ü" * 10, b"v")]) == 1 + 2 + 20 + 1
+
+
+def test_a_tracking_deadline_beyond_the_ledger_s_memory_is_refused_at_start_up() -> None:
+    from bridge.config import Settings
+
+    target = {
+        "system": "marquez",
+        "base_url": "http://marquez.test",
+        "tracking": {"deadline_seconds": 10 * 86_400},
+    }
+    assert Settings(targets={"m": target}, ledger_retention_days=30).all_targets()
+    with pytest.raises(ConfigurationError, match="longer than the ledger remembers"):
+        Settings(targets={"m": target}, ledger_retention_days=7).all_targets()
