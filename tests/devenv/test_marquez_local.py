@@ -25,6 +25,7 @@ if _REPO_ROOT not in sys.path:
 from devenv import marquez as devmarquez  # noqa: E402
 
 
+@pytest.mark.marquez
 def test_runs_api_roundtrip(marquez_url: str) -> None:
     ns = f"devenv-{uuid.uuid4().hex[:12]}"
     job = "nightly-load"
