@@ -4,16 +4,19 @@ runs, sent to that Marquez."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
-from bridge.backends.marquez import run_id_for
-from contracts import DeadLetterHeaders
+from bridge.backends import FollowedRun
+from bridge.backends.marquez import MarquezBackend, MarquezTarget, run_id_for
+from contracts import DeadLetterHeaders, MarquezRun, RunState
 from devenv.client import as_record, consume, create_topics, event_data, produce, run_request
 from emulators.adf import AdminClient, BackgroundServer
 from tests.support import running_bridge, settings_for
@@ -190,6 +193,89 @@ async def test_refusals_carry_marquez_s_message_and_bad_args_never_leave_the_bri
     assert "deep" in errors[2].message
     assert "held by another job" in errors[3].message
     assert {event_data(r)["state"] for r in state} == {"REJECTED"}
+
+
+async def test_a_run_marquez_already_has_under_the_request_s_id_becomes_the_request_s_run(
+    kafka_bootstrap: str, marquez_url: str, adf_server: BackgroundServer
+) -> None:
+    """A request's run id is derived from its request id, so Marquez itself recognises a
+    repeat the ledger does not know of (say, the run was made by an instance that then
+    lost its ledger): "Run '…' already exists". The run is on the job's list, so it is the
+    request's run; nothing else is created. The namespace and the job existed: they are
+    left as they were (create_missing only creates what Marquez answers 404 for)."""
+    namespace = f"ns-{uuid.uuid4().hex[:8]}"
+    job = f"/api/v1/namespaces/{namespace}/jobs/load daily"
+    settings = settings_for(
+        kafka_bootstrap, adf_server.url, targets={"marquez": marquez_target(marquez_url)}
+    )
+    await create_topics(settings, partitions=1)
+    request = marquez_request(namespace, "load daily")
+    run_id = run_id_for(request["request_id"])
+    async with httpx.AsyncClient(base_url=marquez_url, timeout=10) as api:
+        await api.put(f"/api/v1/namespaces/{namespace}", json={"ownerName": "data-team"})
+        await api.put(
+            job, json={"type": "BATCH", "inputs": [], "outputs": [], "description": "kept"}
+        )
+        assert (await api.post(f"{job}/runs", json={"id": run_id})).status_code == 201
+        again = await api.post(f"{job}/runs", json={"id": run_id})
+        assert again.status_code == 400 and "already exists" in again.json()["message"]
+
+        await produce(kafka_bootstrap, settings.requests_topic, [(b"k", *as_record(request))])
+        async with running_bridge(settings):
+            created = await consume(kafka_bootstrap, settings.created_topic, at_least=1, timeout=30)
+        listed = (await api.get(f"{job}/runs")).json()
+        owner = (await api.get(f"/api/v1/namespaces/{namespace}")).json()["ownerName"]
+        description = (await api.get(job)).json()["description"]
+    assert [event_data(r)["run_id"] for r in created] == [run_id]
+    assert [r["id"] for r in listed["runs"]] == [run_id], "no second run"
+    assert (owner, description) == ("data-team", "kept")
+
+
+async def test_a_long_history_of_a_job_costs_polls_and_repeats_a_page_or_two(
+    marquez_url: str,
+) -> None:
+    """Marquez lists a job's runs started_at DESC NULLS LAST: runs started lately first,
+    runs not started yet last. A poll reads the first page and GETs the rest; a repeat
+    reads the first and the last page. (The backend on its own, with its read count.)"""
+    namespace = f"ns-{uuid.uuid4().hex[:8]}"
+    job = f"/api/v1/namespaces/{namespace}/jobs/load daily"
+    spec = MarquezRun(namespace=namespace, job="load daily")
+    target = MarquezTarget.model_validate(marquez_target(marquez_url, create_missing=False))
+    async with (
+        httpx.AsyncClient(base_url=marquez_url, timeout=10) as api,
+        contextlib.aclosing(MarquezBackend(target)) as backend,
+    ):
+        await api.put(f"/api/v1/namespaces/{namespace}", json={"ownerName": "data-team"})
+        await api.put(job, json={"type": "BATCH", "inputs": [], "outputs": []})
+        for _ in range(130):  # a history longer than a page
+            history = (await api.post(f"{job}/runs", json={})).json()["id"]
+            await api.post(f"/api/v1/jobs/runs/{history}/start")
+            await api.post(f"/api/v1/jobs/runs/{history}/complete")
+        requests = [str(uuid.uuid4()) for _ in range(3)]
+        followed = [
+            FollowedRun((await backend.create_run(spec, request_id=r)).run_id, spec)
+            for r in requests
+        ]
+        since = datetime.now(UTC)
+
+        reads = backend.reads
+        poll = await backend.poll(followed, since=since)
+        assert {s.run_id: s.state for s in poll.statuses} == {
+            f.run_id: RunState.QUEUED for f in followed
+        }
+        assert poll.reads == backend.reads - reads == 1 + 3, "first page, then a GET each"
+
+        for f in followed[:2]:
+            await api.post(f"/api/v1/jobs/runs/{f.run_id}/start")
+        poll = await backend.poll(followed, since=since)
+        assert [s.state for s in poll.statuses] == [RunState.RUNNING] * 2 + [RunState.QUEUED]
+        assert poll.reads == 1 + 1, "the started ones are on the first page"
+
+        reads = backend.reads
+        again = await backend.create_run(spec, request_id=requests[2])
+        assert again.run_id == followed[2].run_id
+        assert backend.reads - reads == 2, "the first page and the last, where runs not started are"
+        assert (await api.get(f"{job}/runs")).json()["totalCount"] == 130 + 3
 
 
 def closed_port() -> int:

@@ -7,13 +7,20 @@ Facts from the real 0.50.0 server (../shared/reference/marquez.md):
 - malformed input answers HTTP 500 with a body whose ``code`` is 400: errors are
   classified by the body's code as well as the HTTP status;
 - transitions are not validated (an ended run can be started again), so a cancel reads the
-  run first and aborts only one that has not ended.
+  run first and aborts only one that has not ended;
+- PUT namespace and PUT job are upserts that overwrite (the owner; the job's type,
+  description, location and inputs, and a deleted job comes back), so what is missing is
+  looked for first and only created when Marquez answers 404;
+- a job's run list is ordered ``started_at DESC NULLS LAST``: runs started lately come
+  first, runs not started yet (NEW, as every run the bridge creates begins) come last, and
+  a deleted job's list answers 404 while its runs still answer a GET each.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -30,9 +37,11 @@ from ._names import job_segment, namespace_segment, run_segment
 from ._status import STATUS_TO_STATE, run_status
 from ._target import ApiKeyCredential, MarquezTarget
 
+log = logging.getLogger(__name__)
+
 _RUN_ID_NAMESPACE = uuid.UUID("0e1f6b5a-7c39-4e37-9b9a-4d3c7f2b8a61")
-#: The job's run list is read when at least this many of its runs are followed: one read
-#: answers for up to a page of them, instead of a GET each.
+#: A poll reads the first page of a job's runs when at least this many of its runs are
+#: followed: one read answers for those on it, instead of a GET each.
 _LIST_FROM = 2
 _PAGE = 100
 
@@ -86,6 +95,7 @@ class MarquezBackend:
             transport=transport,
             headers={"User-Agent": "runbridge"},
         )
+        self._namespaces: set[str] = set()
         self._made: set[tuple[str, str]] = set()
 
     @property
@@ -102,7 +112,7 @@ class MarquezBackend:
         json: Any = None,
     ) -> httpx.Response:
         """One call. Every Marquez call the bridge makes is safe to repeat: creates carry
-        the run id, PUTs are upserts, an abort is read first."""
+        the run id, PUTs are upserts (made only after a 404), an abort is read first."""
         if method == "GET":
             await self._reads.take()
         try:
@@ -134,22 +144,42 @@ class MarquezBackend:
     def _job_path(self, run: MarquezRun) -> str:
         return f"/api/v1/namespaces/{namespace_segment(run.namespace)}/jobs/{job_segment(run.job)}"
 
+    async def _exists(self, path: str, *, operation: str) -> bool:
+        """Whether Marquez has it: a GET, where 404 means no."""
+        try:
+            await self._call("GET", path, operation=operation)
+        except BackendRejected as exc:
+            if exc.status_code == 404:
+                return False
+            raise
+        return True
+
     async def _make_missing(self, run: MarquezRun) -> None:
-        """Create the namespace and the job (type BATCH) when the target asks for it."""
+        """Create the namespace and the job (type BATCH) if Marquez does not have them.
+
+        Each is read first and PUT only on a 404: a PUT would overwrite one that exists
+        (the namespace's owner; the job's type, description, location and inputs). A job
+        deleted in Marquez answers 404 like a missing one, and is created again. What is
+        known to exist is remembered for the life of the process."""
         if (run.namespace, run.job) in self._made:
             return
-        await self._call(
-            "PUT",
-            f"/api/v1/namespaces/{namespace_segment(run.namespace)}",
-            operation="create namespace",
-            json={"ownerName": self._target.owner},
-        )
-        await self._call(
-            "PUT",
-            self._job_path(run),
-            operation="create job",
-            json={"type": "BATCH", "inputs": [], "outputs": []},
-        )
+        if run.namespace not in self._namespaces:
+            namespace_path = f"/api/v1/namespaces/{namespace_segment(run.namespace)}"
+            if not await self._exists(namespace_path, operation="get namespace"):
+                await self._call(
+                    "PUT",
+                    namespace_path,
+                    operation="create namespace",
+                    json={"ownerName": self._target.owner},
+                )
+            self._namespaces.add(run.namespace)
+        if not await self._exists(self._job_path(run), operation="get job"):
+            await self._call(
+                "PUT",
+                self._job_path(run),
+                operation="create job",
+                json={"type": "BATCH", "inputs": [], "outputs": []},
+            )
         self._made.add((run.namespace, run.job))
 
     async def create_run(
@@ -185,28 +215,47 @@ class MarquezBackend:
                 ) from exc
         return CreatedRun(run_id)
 
-    async def _job_runs(self, run: MarquezRun) -> AsyncGenerator[list[dict[str, Any]]]:
-        """The job's runs, newest first, a page a read."""
-        offset = 0
-        while True:
-            response = await self._call(
-                "GET",
-                f"{self._job_path(run)}/runs",
-                operation="listRuns",
-                params={"limit": _PAGE, "offset": offset},
-            )
-            body = json_object(response)
-            page = [r for r in body.get("runs") or [] if isinstance(r, dict)]
-            yield page
-            offset += len(page)
-            total = body.get("totalCount")
-            if not page or not isinstance(total, int) or offset >= total:
-                return
+    async def _runs_page(
+        self, run: MarquezRun, *, offset: int, limit: int = _PAGE
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of the job's run list (``started_at DESC NULLS LAST``), and the job's
+        run count."""
+        response = await self._call(
+            "GET",
+            f"{self._job_path(run)}/runs",
+            operation="listRuns",
+            params={"limit": limit, "offset": offset},
+        )
+        body = json_object(response)
+        page = [r for r in body.get("runs") or [] if isinstance(r, dict)]
+        total = body.get("totalCount")
+        return page, total if isinstance(total, int) else None
 
     async def _is_run_of(self, run: MarquezRun, run_id: str) -> bool:
-        async for page in self._job_runs(run):
+        """Whether the run is one of this job's: its id must be on the job's run list.
+
+        True as soon as a page shows it; False only once every page has been read (the
+        same as reading them in order). The list is ``started_at DESC NULLS LAST``, so the
+        pages where the run most likely is are read first: the first (runs started
+        lately) and the last (runs not started yet, as a run just created is); the pages
+        between only for a run that is not there, or started long ago."""
+        first, total = await self._runs_page(run, offset=0)
+        if any(r.get("id") == run_id for r in first):
+            return True
+        if total is None or not first or total <= len(first):
+            return False
+        tail = max(len(first), total - _PAGE)
+        page, _ = await self._runs_page(run, offset=tail)
+        if any(r.get("id") == run_id for r in page):
+            return True
+        offset = len(first)
+        while offset < tail:
+            page, _ = await self._runs_page(run, offset=offset, limit=min(_PAGE, tail - offset))
             if any(r.get("id") == run_id for r in page):
                 return True
+            if not page:
+                break
+            offset += len(page)
         return False
 
     async def find_runs(
@@ -233,8 +282,13 @@ class MarquezBackend:
         return run_status(json_object(response))
 
     async def poll(self, runs: Sequence[FollowedRun], *, since: datetime) -> Poll:
-        """Marquez has no query by update time: every followed run is read, through its
-        job's run list where several runs of one job are followed, else one GET each."""
+        """Marquez has no query by update time: every followed run is read, at most one
+        read per followed run and one per job. Where two or more runs of a job are
+        followed, the first page of the job's run list answers for those on it (the runs
+        started lately); the others, and the only run followed of a job, are read one
+        GET each. A deleted job's list answers 404: its runs are read one by one. A run
+        Marquez no longer has (404) is left out of the answer, which the tracker takes as
+        no news; the other runs are still reported."""
         until = datetime.now(UTC)
         reads_before = self._reads.spent
         by_job: dict[tuple[str, str], list[FollowedRun]] = {}
@@ -245,15 +299,23 @@ class MarquezBackend:
         for followed_of_job in by_job.values():
             wanted = {f.run_id for f in followed_of_job}
             if len(wanted) >= _LIST_FROM:
-                async for page in self._job_runs(self._marquez(followed_of_job[0].run)):
-                    for payload in page:
-                        if payload.get("id") in wanted:
-                            statuses.append(run_status(payload))
-                            wanted.discard(str(payload.get("id")))
-                    if not wanted:
-                        break
+                try:
+                    page, _ = await self._runs_page(self._marquez(followed_of_job[0].run), offset=0)
+                except BackendRejected as exc:
+                    if exc.status_code != 404:
+                        raise
+                    page = []  # a deleted job: its runs are still there, one GET each
+                for payload in page:
+                    if payload.get("id") in wanted:
+                        statuses.append(run_status(payload))
+                        wanted.discard(str(payload.get("id")))
             for run_id in sorted(wanted):
-                statuses.append(await self._get(run_id))
+                try:
+                    statuses.append(await self._get(run_id))
+                except BackendRejected as exc:
+                    if exc.status_code != 404:
+                        raise
+                    log.info("run %s: Marquez answers 404 (%s)", run_id, exc.message)
         return Poll(statuses=statuses, through=until, reads=self._reads.spent - reads_before)
 
     async def cancel_run(self, run: FollowedRun, options: CancelOptions | None) -> bool:

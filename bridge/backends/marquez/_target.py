@@ -66,8 +66,9 @@ class MarquezTarget(Strict):
     base_url: str = "http://localhost:5000"
     create_missing: bool = Field(
         default=False,
-        description="Create the namespace and the job (type BATCH) before a run; otherwise "
-        "a missing one is REJECTED with Marquez's message.",
+        description="Create the namespace and the job (type BATCH) before a run if Marquez "
+        "answers 404 for them (ones that exist are left as they are); otherwise a missing "
+        "one is REJECTED with Marquez's message.",
     )
     owner: str = Field(default="runbridge", description="Owner of namespaces it creates.")
     credential: MarquezCredential | None = None
