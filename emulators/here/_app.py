@@ -11,6 +11,9 @@ injected fault, then the operation: pipeline and version lookup (404), body vali
 ``E1000``), state checks (400), effect. ``X-Request-ID`` and ``X-Correlation-ID`` are echoed
 on every answer (generated when absent), errors included.
 
+Every answer's ``Date`` header tells the emulator's own time (its injected clock plus what the
+admin API advanced it by), as a 401204 from the token endpoint means it.
+
 Admin API under ``/_emulator``: ``GET|POST pipelines``, ``POST pipelines/{p}/versions``,
 ``PATCH pipelines/{p}/versions/{v}``, ``GET operations`` and ``GET jobs`` (optional
 ``pipelineId``/``versionId`` query), ``POST jobs/{jobId}/finish``, ``GET stats``,
@@ -21,6 +24,7 @@ Admin API under ``/_emulator``: ``GET|POST pipelines``, ``POST pipelines/{p}/ver
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import random
 import time
@@ -126,6 +130,7 @@ def _build(
     state: EmulatorState, parked: set[asyncio.Task[Any]], listeners: list[str]
 ) -> web.Application:
     app = web.Application(middlewares=[_json_fallbacks])
+    app.on_response_prepare.append(_dated)
     app[STATE] = state
     app[_PARKED] = parked
     app[_LISTENERS] = listeners
@@ -177,6 +182,13 @@ async def _json_fallbacks(
         return _pipeline_error(
             PipelineError(404, "E4044", f"No route for {request.method} {request.path}.")
         )
+
+
+async def _dated(request: web.Request, response: web.StreamResponse) -> None:
+    """The Date header from the emulator's own clock (injected, and advanced by the admin
+    API), as the rest of its answers: a client correcting a 401204 reads its time there."""
+    now = request.app[STATE].now()
+    response.headers["Date"] = email.utils.formatdate(now, usegmt=True)
 
 
 async def _emulate_latency(state: EmulatorState) -> None:

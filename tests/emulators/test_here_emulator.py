@@ -667,6 +667,36 @@ def test_activation_without_body_is_scheduled_mode(
     assert job["catalogVersions"] is None and job["executionMode"] == "scheduled"
 
 
+def test_operations_and_jobs_record_who_asked_and_how(
+    http: httpx.Client, admin: AdminClient
+) -> None:
+    """What the bridge tells its own activation by: the caller app's clientId and userId,
+    runAsId (the body's, else the version's, else the app's), options.highAvailability, and
+    the job's catalogVersions, runAsId and highAvailability."""
+    own_run_as = f"hrn:here:account::{ORG}:app/version-default"
+    pipeline = admin.create_pipeline(
+        versions=[VersionSpec(run_as_id=own_run_as), VersionSpec(), VersionSpec()]
+    )
+    with_default, plain, other = (v["id"] for v in pipeline["versions"])
+    tok = token(http)
+    high = {"highAvailability": True, "outputCatalog": {"baseVersion": 9}}
+    first = activate(http, tok, pipeline["id"], with_default, high).json()
+    assert first["runAsId"] == own_run_as, "the version's runAsId when the body has none"
+    assert first["options"] == {"highAvailability": True}
+    assert (first["clientId"], first["userId"]) == (DEFAULT_CLIENT_ID, DEFAULT_USER_ID)
+    admin.advance(21)
+    [job] = jobs(http, tok, pipeline["id"], with_default)
+    assert job["catalogVersions"] == {"outputCatalog": {"baseVersion": 9}}
+    assert (job["runAsId"], job["highAvailability"]) == (own_run_as, True)
+    admin.advance(200)
+    second = activate(http, tok, pipeline["id"], plain, {}).json()
+    assert second["runAsId"] == f"hrn:here:account::{ORG}:app/{DEFAULT_CLIENT_ID}"
+    assert second["options"] == {"highAvailability": False}
+    admin.advance(200)
+    third = activate(http, tok, pipeline["id"], other, {"runAsId": BODY["runAsId"]}).json()
+    assert third["runAsId"] == BODY["runAsId"], "the body's runAsId first"
+
+
 def test_pipeline_id_as_hrn_and_404s(
     http: httpx.Client, admin: AdminClient, pv: tuple[str, str]
 ) -> None:
@@ -1034,6 +1064,49 @@ def test_injected_clock_drives_every_timeline() -> None:
         assert pipeline_error(expired) == "E3003"
         stale = request_token(http, key="k", secret="s", timestamp=clock.now - 301)
         assert token_error(stale) == 401204
+
+
+def test_the_date_header_tells_the_emulator_s_own_time() -> None:
+    """What a client correcting a 401204 reads: the injected clock, advanced by the admin API,
+    on every answer (token endpoint, Pipeline API and its errors, admin)."""
+    clock = FakeClock()
+    config = HereEmulatorConfig(clients={"k": HereClient(secret="s", client_id="c", user_id="u")})
+    with run_in_thread(config, clock=clock) as emu, httpx.Client(base_url=emu.url) as http:
+        tok = request_token(http, key="k", secret="s", timestamp=clock.now)
+        assert tok.headers["Date"] == "Tue, 14 Nov 2023 22:13:20 GMT"
+        with AdminClient(emu.url) as admin:
+            admin.advance(7200)
+            skewed = request_token(http, key="k", secret="s", timestamp=clock.now)
+            assert token_error(skewed) == 401204
+            assert skewed.headers["Date"] == "Wed, 15 Nov 2023 00:13:20 GMT"
+            clock.now += 1
+            refused = http.get(version_path(DEFAULT_PIPELINE_ID, DEFAULT_VERSION_ID))
+            assert refused.status_code == 401
+            assert refused.headers["Date"] == "Wed, 15 Nov 2023 00:13:21 GMT"
+            admin_answer = http.get("/_emulator/clock")
+            assert admin_answer.headers["Date"] == "Wed, 15 Nov 2023 00:13:21 GMT"
+
+
+async def test_the_bridge_s_token_source_signs_again_with_the_emulator_s_time() -> None:
+    """The bridge's 401204 correction against the emulator: its clock runs two hours ahead,
+    the first signature is refused as skewed, the second uses the time of the Date header."""
+    from bridge.backends.here import HereCredentials, HereTokenSource
+
+    with run_in_thread() as emu, AdminClient(emu.url) as admin:
+        admin.advance(7200)
+        credentials = HereCredentials(
+            access_key_id=KEY,
+            access_key_secret=SECRET,  # type: ignore[arg-type]
+            token_endpoint_url=emu.url + "/oauth2/token",
+        )
+        source = HereTokenSource(credentials)
+        try:
+            fetched = await source.fetch()
+        finally:
+            await source.aclose()
+        assert fetched.token
+        stats = admin.stats()
+        assert stats["token_refusals"] == {"401204": 1} and stats["tokens_issued"] == 1
 
 
 def test_cancel_that_arrives_as_the_job_ends_fails_the_operation() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import uuid
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from bridge.backends.here import request_header_id
+from bridge.config import RetryPolicy
 from contracts import DeadLetterHeaders
 from devenv.client import as_record, consume, create_topics, event_data, produce
 from emulators import here as emulator
@@ -35,6 +35,7 @@ def here_target(url: str, **overrides: Any) -> dict[str, Any]:
             "access_key_id": emulator.DEFAULT_ACCESS_KEY_ID,
             "access_key_secret": emulator.DEFAULT_ACCESS_KEY_SECRET,
             "token_endpoint_url": url + emulator.TOKEN_PATH,
+            "client_id": emulator.DEFAULT_CLIENT_ID,  # a lost answer is matched by clientId
         },
         "tracking": FAST,
         **overrides,
@@ -88,7 +89,7 @@ async def test_a_request_becomes_an_activate_call_then_the_job_s_states_to_its_e
         "inputCatalogs": {"rib": {"processingType": "changes", "version": 2, "sinceVersion": 1}},
         "outputCatalog": {"baseVersion": 3},
         "runAsId": f"hrn:here:account::{here.config()['org']}:app/runbridge",
-        "highAvailability": False,
+        "highAvailability": True,  # not HERE's default, so that it shows it was sent
     }
     request = {**here_request(**body), "correlation_id": "nightly-7"}
     key = request["request_id"].encode()
@@ -106,8 +107,12 @@ async def test_a_request_becomes_an_activate_call_then_the_job_s_states_to_its_e
     assert activation["requestType"] == "activate"
     assert activation["requestId"] == request_header_id(request["request_id"], "activate")
     assert activation["correlationId"] == "nightly-7"
+    assert activation["runAsId"] == body["runAsId"]
+    assert activation["options"] == {"highAvailability": True}
+    assert activation["clientId"] == emulator.DEFAULT_CLIENT_ID
     [job] = here.jobs()
     assert job["catalogVersions"] == {k: body[k] for k in ("inputCatalogs", "outputCatalog")}
+    assert (job["runAsId"], job["highAvailability"]) == (body["runAsId"], True)
     assert [event_data(r)["run_id"] for r in created] == [activation["id"]] * 2, (
         "a duplicate delivery starts nothing and names the same run"
     )
@@ -245,6 +250,75 @@ async def test_a_cancel_ends_in_cancelled(
     assert [job["state"] for job in here.jobs()] == ["canceled"]
 
 
+async def test_a_cancel_whose_answer_is_lost_still_ends_in_cancelled(
+    kafka_bootstrap: str, here_server: BackgroundServer, here: emulator.AdminClient
+) -> None:
+    """HERE takes the cancel but the connection drops before its answer; the retry reads the
+    version, sees the cancel under way, and sends no second one (HERE would refuse it)."""
+    here.configure(job_seconds=30)
+    config = settings(kafka_bootstrap, here_server.url)
+    await create_topics(config, partitions=1)
+    request = here_request()
+    key = request["request_id"].encode()
+    async with running_bridge(config):
+        await produce(kafka_bootstrap, config.requests_topic, [(key, *as_record(request))])
+
+        def running(records: list[Any]) -> bool:
+            return any(event_data(r)["state"] == "RUNNING" for r in records)
+
+        await consume(kafka_bootstrap, config.state_topic, until=running, timeout=30)
+        here.inject({"operation": "cancel", "kind": "drop", "after_effect": True})
+        cancel = {"request_id": request["request_id"]}
+        await produce(
+            kafka_bootstrap, config.requests_topic, [(key, *as_record(cancel, type=CANCEL))]
+        )
+        states = await consume(
+            kafka_bootstrap, config.state_topic, until=ended(request["request_id"]), timeout=30
+        )
+        dead = await consume(kafka_bootstrap, config.dead_letter_topic, settle=1.0)
+    events = states_of(states)[request["request_id"]]
+    assert [e["state"] for e in events] == ["QUEUED", "RUNNING", "CANCELLING", "CANCELLED"]
+    assert dead == [], "not 'run-already-ended', not refused"
+    assert [op["requestType"] for op in here.operations()] == ["activate", "cancel"]
+    assert here.stats()["requests"]["cancel"] == 1 and here.stats()["faults"] == 1
+
+
+async def test_a_cancel_during_the_activation_waits_for_it_then_cancels(
+    kafka_bootstrap: str, here_server: BackgroundServer, here: emulator.AdminClient
+) -> None:
+    """The cancel comes right after the request: HERE takes no other operation on the version
+    while the activation is processed, so the bridge asks again shortly, then cancels."""
+    here.configure(process_seconds=1.5, job_seconds=30)
+    config = settings_for(
+        kafka_bootstrap,
+        "http://unused.invalid",
+        targets={"here": here_target(here_server.url)},
+        retry=RetryPolicy(
+            max_attempts=60, max_seconds=60, initial_backoff_seconds=0.05, max_backoff_seconds=0.3
+        ),
+    )
+    await create_topics(config, partitions=1)
+    request = here_request()
+    key = request["request_id"].encode()
+    cancel = {"request_id": request["request_id"]}
+    await produce(
+        kafka_bootstrap,
+        config.requests_topic,
+        [(key, *as_record(request)), (key, *as_record(cancel, type=CANCEL))],
+    )
+    async with running_bridge(config):
+        states = await consume(
+            kafka_bootstrap, config.state_topic, until=ended(request["request_id"]), timeout=30
+        )
+        dead = await consume(kafka_bootstrap, config.dead_letter_topic, settle=1.0)
+    events = [e["state"] for e in states_of(states)[request["request_id"]]]
+    assert events[0] == "QUEUED" and events[-2:] == ["CANCELLING", "CANCELLED"], events
+    assert dead == []
+    assert [op["requestType"] for op in here.operations()] == ["activate", "cancel"]
+    assert here.stats()["requests"]["cancel"] == 1, "no cancel was sent while HERE was busy"
+    assert [job["state"] for job in here.jobs()] == ["canceled"]
+
+
 async def test_a_sigkill_during_activation_starts_exactly_one_job(
     kafka_bootstrap: str, here_server: BackgroundServer, here: emulator.AdminClient
 ) -> None:
@@ -284,4 +358,3 @@ async def test_a_sigkill_during_activation_starts_exactly_one_job(
         assert await asyncio.wait_for(second.wait(), 60) == 0
     assert len(here.operations()) == 1 and len(here.jobs()) == 1, "exactly one job"
     assert [e["state"] for e in states_of(states)[request["request_id"]]][-1] == "SUCCEEDED"
-    assert os.environ.get("RUNBRIDGE_TARGETS") is None

@@ -6,7 +6,12 @@ Facts from HERE's API description (../shared/reference/here-pipeline.md):
   own redirects would drop the Authorization header when the host changes.)
 - errors carry ``status``, ``code``, ``message`` and ``errors[]``: they become the reason.
 - there is no idempotency key (X-Request-ID is for tracing): the ledger prevents a second
-  activate, and a lost answer is resolved by reading the version's ``latestOperation``;
+  activate, and a lost answer is resolved by reading the version's ``latestOperation``,
+  adopted only if it carries what this bridge sent (runAsId, highAvailability, its own
+  clientId) and its job the catalog versions asked for;
+- a cancel acts on whatever job the version runs: the bridge reads the version first and
+  cancels only while this run's job is the one running; HERE takes no new operation while
+  one is being processed, so a cancel during the activation is tried again shortly;
 - 429 and 503 come without Retry-After when a quota is exceeded: the retry policy backs
   off on its own.
 """
@@ -26,10 +31,10 @@ from contracts import CancelOptions, HereRun, RunSpec, RunState, System
 from ..._http import json_object, json_time, status_error, transport_error
 from ...auth import BearerTokenAuth, TokenSource
 from ...budget import ReadBudget
-from ...errors import BackendError, BackendRejected, OutcomeUnknown
+from ...errors import BackendRejected, OutcomeUnknown, TransientBackendError
 from .._base import CreatedRun, FollowedRun, Poll, RunStatus
 from ._names import pipeline_segment, uuid_segment
-from ._status import JOB_TO_STATE, job_of, run_status
+from ._status import JOB_TO_STATE, OPERATION_PENDING, job_of, run_status
 from ._target import HereTarget
 from ._token import HereTokenSource
 
@@ -83,6 +88,9 @@ class HereBackend:
             follow_redirects=False,
         )
         self._base = target.base_url.rstrip("/") if target.base_url else None
+        self._client_id = target.credentials.app_client_id()
+        """The app's own client id, when the credentials name it: HERE's operations carry
+        the clientId of the app that requested them."""
 
     @property
     def reads(self) -> int:
@@ -142,11 +150,20 @@ class HereBackend:
         response = await self._request(method, url, operation, idempotent, json, params, headers)
         if response.status_code in _REDIRECTS:
             location = urljoin(url, response.headers.get("Location", ""))
-            host = urlsplit(location).hostname
+            to = urlsplit(location)
+            host = to.hostname  # lower-cased, as the allowed hosts are
             if response.status_code != 307 or host not in allowed:
                 raise BackendRejected(
                     f"{operation}: HTTP {response.status_code} to {host or 'nowhere'}, "
                     "which the target does not allow (allowed_redirect_hosts)",
+                    status_code=response.status_code,
+                )
+            if to.scheme.lower() not in ("http", "https") or (
+                urlsplit(url).scheme.lower() == "https" and to.scheme.lower() != "https"
+            ):
+                raise BackendRejected(
+                    f"{operation}: HTTP 307 from {urlsplit(url).scheme} to {to.scheme or 'no'} "
+                    f"scheme at {host}: refused, the bearer token would go out in clear text",
                     status_code=response.status_code,
                 )
             response = await self._request(
@@ -220,12 +237,18 @@ class HereBackend:
         )
         return json_object(response)
 
-    async def _status(self, run: FollowedRun, version: dict[str, Any]) -> RunStatus:
-        """The activation's state, from the version and, if need be, its own operation and
-        the version's jobs."""
+    async def _activation(
+        self, run: FollowedRun, version: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The activate operation and, once it succeeded, its job (None until it shows).
+
+        The version's ``latestJob`` is this activation's only while its ``latestOperation``
+        is: after any later operation (another activation, a cancel, a pause) the jobs list
+        is read, and the activation's job is the first created at or after it."""
         spec = self._here(run.run)
         latest = version.get("latestOperation")
-        if isinstance(latest, dict) and latest.get("id") == run.run_id:
+        latest_is_ours = isinstance(latest, dict) and latest.get("id") == run.run_id
+        if isinstance(latest, dict) and latest_is_ours:
             operation = latest
         else:
             response = await self._call(
@@ -236,30 +259,33 @@ class HereBackend:
             )
             operation = json_object(response)
         if operation.get("state") != "succeeded":
-            return run_status(operation, None)
+            return operation, None
         job = version.get("latestJob")
-        later_activation = (
-            isinstance(latest, dict)
-            and latest.get("id") != run.run_id
-            and latest.get("requestType") == "activate"
+        if latest_is_ours and isinstance(job, dict) and job_of(operation, [job]) is not None:
+            return operation, job
+        response = await self._call(
+            "GET", f"{self._version_path(spec)}/jobs", operation="list jobs", idempotent=True
         )
-        if not isinstance(job, dict) or later_activation or job_of(operation, [job]) is None:
-            response = await self._call(
-                "GET", f"{self._version_path(spec)}/jobs", operation="list jobs", idempotent=True
-            )
-            jobs = response.json()
-            job = (
-                job_of(operation, [j for j in jobs if isinstance(j, dict)])
-                if isinstance(jobs, list)
-                else None
-            )
-        return run_status(operation, job)
+        jobs = response.json()
+        found = (
+            job_of(operation, [j for j in jobs if isinstance(j, dict)])
+            if isinstance(jobs, list)
+            else None
+        )
+        return operation, found
+
+    async def _status(self, run: FollowedRun, version: dict[str, Any]) -> RunStatus:
+        """The activation's state, from the version and, if need be, its own operation and
+        the version's jobs."""
+        return run_status(*await self._activation(run, version))
 
     async def find_runs(
         self, run: RunSpec, *, request_id: str, since: datetime, until: datetime
     ) -> list[RunStatus]:
         """The activation this request may have made: the version's latest operation, if it
-        is an activate made within the window."""
+        is an activate made within the window that carries what this bridge sent, and whose
+        job (once there is one) has the catalog versions the request asked for. Anything
+        else was activated by someone else (HERE's UI, another tool): not this request's."""
         spec = self._here(run)
         version = await self._version(spec)
         latest = version.get("latestOperation")
@@ -268,8 +294,39 @@ class HereBackend:
         created = json_time(latest.get("created"))
         if created is None or not since <= created <= until:
             return []
-        followed = FollowedRun(str(latest.get("id")), spec)
-        return [await self._status(followed, version)]
+        if not self._requested_as(latest, spec, version):
+            return []
+        operation, job = await self._activation(FollowedRun(str(latest.get("id")), spec), version)
+        if job is not None and not _job_fits(job, spec):
+            return []
+        return [run_status(operation, job)]
+
+    def _requested_as(
+        self, operation: dict[str, Any], spec: HereRun, version: dict[str, Any]
+    ) -> bool:
+        """Whether an activate operation carries what this bridge sent for ``spec``. A field
+        the operation leaves out proves nothing either way; one it carries must fit."""
+        client_id = operation.get("clientId")
+        if self._client_id and isinstance(client_id, str) and client_id != self._client_id:
+            return False
+        options = operation.get("options")
+        high_availability = options.get("highAvailability") if isinstance(options, dict) else None
+        if (
+            spec.high_availability is not None
+            and isinstance(high_availability, bool)
+            and high_availability != spec.high_availability
+        ):
+            return False
+        run_as = operation.get("runAsId")
+        if not isinstance(run_as, str) or not run_as:
+            return True
+        if spec.run_as_id is not None:
+            return run_as == spec.run_as_id
+        # none was sent: HERE runs it as the version's runAsId, or else as the calling app
+        # (hrn:<partition>:account::<org>:app/<client id>), which only a known client id tells
+        if run_as == version.get("runAsId") or not self._client_id:
+            return True
+        return run_as.endswith(f":app/{self._client_id}")
 
     async def get_run(self, run: FollowedRun) -> RunStatus:
         return await self._status(run, await self._version(self._here(run.run)))
@@ -290,9 +347,16 @@ class HereBackend:
         return Poll(statuses=statuses, through=until, reads=self._reads.spent - before)
 
     async def cancel_run(self, run: FollowedRun, options: CancelOptions | None) -> bool:
-        """A cancel operation on the version. HERE refuses one when no job runs: then the
-        run has ended (False), unless it has not started yet."""
+        """A cancel operation on the version, once the version is read and its job is this
+        run's. HERE's cancel stops whatever job the version runs, so nothing is sent when
+        this run has ended or another activation owns the version (False), or when a cancel
+        already took effect (True: an earlier attempt whose answer was lost, or someone
+        else's). While the activation is still being processed HERE refuses any operation:
+        that is a transient error, tried again shortly by the caller's retry policy."""
         spec = self._here(run.run)
+        settled = await self._cancel_settled(run)
+        if settled is not None:
+            return settled
         try:
             await self._call(
                 "POST",
@@ -303,14 +367,88 @@ class HereBackend:
         except BackendRejected as refused:
             if refused.status_code != 400:
                 raise
-            current = await self.get_run(run)
-            if current.state is not None and current.state.is_terminal:
-                return False
-            raise
-        except BackendError:
+            settled = await self._cancel_settled(run, refused)
+            if settled is not None:
+                return settled
             raise
         return True
+
+    async def _cancel_settled(
+        self, run: FollowedRun, refused: BackendRejected | None = None
+    ) -> bool | None:
+        """What a cancel of ``run`` comes to without sending one: True when a cancel took
+        effect, False when the run has ended (or is not the version's any more), None when a
+        cancel is to be sent (or, after ``refused``, HERE's refusal stands). Raises a
+        transient error while HERE would refuse one because an operation is pending."""
+        version = await self._version(self._here(run.run))
+        operation, job = await self._activation(run, version)
+        status = run_status(operation, job)
+        latest = version.get("latestOperation")
+        latest = latest if isinstance(latest, dict) else {}
+        if status.state is RunState.CANCELLED:
+            return True
+        if status.state is not None and status.state.is_terminal:
+            return False
+        if latest.get("requestType") == "activate" and latest.get("id") != run.run_id:
+            return False  # another activation owns the version: its job is not this run's
+        if (
+            latest.get("requestType") == "cancel"
+            and latest.get("state") != "failed"
+            and not _before(latest, operation)
+        ):
+            return True  # a cancel after this activation, with its job still on: under way
+        pending = operation if operation.get("state") in OPERATION_PENDING else None
+        if pending is None and latest.get("state") in OPERATION_PENDING:
+            pending = latest
+        if pending is not None:
+            raise TransientBackendError(
+                f"cancel of run {run.run_id}: HERE takes no new operation on the version while "
+                f"its {pending.get('requestType')} operation {pending.get('id')} is "
+                f"{pending.get('state')}; the cancel is tried again",
+                status_code=refused.status_code if refused else None,
+                code=refused.code if refused else None,
+            )
+        if refused is not None and job is None and operation.get("state") == "succeeded":
+            raise TransientBackendError(
+                f"cancel of run {run.run_id}: HERE refused it before the activation's job "
+                f"showed ({refused.message}); the cancel is tried again",
+                status_code=refused.status_code,
+                code=refused.code,
+            )
+        return None
 
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._tokens.aclose()
+
+
+def _before(operation: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether ``operation`` was created before ``other`` (False when either time is not
+    known: the version's latest operation comes last)."""
+    first, second = json_time(operation.get("created")), json_time(other.get("created"))
+    return first is not None and second is not None and first < second
+
+
+def _job_fits(job: dict[str, Any], spec: HereRun) -> bool:
+    """Whether a job ran with what the request asked for: the catalog versions it gave,
+    its runAsId and highAvailability. A field the job leaves out (HERE may store the
+    catalog versions only once the job runs) proves nothing."""
+    body = spec.activate_body()
+    catalogs = job.get("catalogVersions")
+    catalogs = catalogs if isinstance(catalogs, dict) else {}
+    for name in ("inputCatalogs", "outputCatalog"):
+        given = catalogs.get(name)
+        if name in body and given is not None and _without_nulls(given) != body[name]:
+            return False
+    for name in ("runAsId", "highAvailability"):
+        value = job.get(name)
+        if name in body and value is not None and value != body[name]:
+            return False
+    return True
+
+
+def _without_nulls(value: Any) -> Any:
+    """A JSON value without its null members (HERE may echo an absent sinceVersion so)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value

@@ -45,6 +45,12 @@ class HereCredentials(Strict):
     access_key_secret_env: str | None = None
     access_key_secret_file: Path | None = None
     token_endpoint_url: str | None = None
+    client_id: str | None = Field(
+        default=None,
+        description="The app's client id (here.client.id in credentials.properties, which is "
+        "read when this is absent): HERE names it as clientId on the operations the app "
+        "requests, so that a lost activate answer is not mistaken for another app's.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> HereCredentials:
@@ -71,6 +77,12 @@ class HereCredentials(Strict):
             return key, SecretStr(secret), url
         assert self.access_key_id is not None
         return self.access_key_id, self._secret(), self.token_endpoint_url or TOKEN_URL
+
+    def app_client_id(self) -> str | None:
+        """The app's client id, if it is given or the properties file has it."""
+        if self.client_id is not None or self.file is None:
+            return self.client_id or None
+        return read_properties(self.file).get("here.client.id") or None
 
     def _secret(self) -> SecretStr:
         if self.access_key_secret is not None:
@@ -107,12 +119,15 @@ class HereTarget(Strict):
     )
     allowed_redirect_hosts: frozenset[str] = Field(
         default=frozenset(),
-        description="Hosts a 307 may send a call to, besides the base URL's own.",
+        description="Hosts a 307 may send a call to, besides the base URL's own (any case); "
+        "never from https to http.",
     )
     timeout_seconds: float = Field(default=30.0, gt=0)
     read_budget: BudgetSpec = Field(default_factory=BudgetSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 
     def allowed_hosts(self, base_url: str) -> frozenset[str]:
-        host = urlsplit(base_url).hostname
-        return self.allowed_redirect_hosts | ({host} if host else set())
+        """Where a 307 may send a call, lower-cased (host names are compared so)."""
+        host = urlsplit(base_url).hostname  # lower-cased by urlsplit
+        configured = {name.lower() for name in self.allowed_redirect_hosts}
+        return frozenset(configured | ({host} if host else set()))
