@@ -280,12 +280,18 @@ def test_an_activation_s_state_comes_from_its_operation_then_its_job(
         assert status.message == "template not ready"
 
 
-async def test_a_lost_activate_answer_is_found_as_the_version_s_latest_operation() -> None:
+async def test_a_lost_activate_answer_is_found_among_the_version_s_operations() -> None:
+    """Even when a later operation (someone's cancel, or their own activation) hides it."""
     latest = operation("accepted")
+    later = {**operation("accepted"), "id": "later-op", "requestType": "cancel"}
 
     def api(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/operations"):
+            return httpx.Response(200, json=[latest, later])
+        if request.url.path.endswith(f"/operations/{latest['id']}"):
+            return httpx.Response(200, json=latest)
         return httpx.Response(
-            200, json={"id": VERSION, "state": "scheduled", "latestOperation": latest}
+            200, json={"id": VERSION, "state": "scheduled", "latestOperation": later}
         )
 
     created = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
@@ -511,6 +517,8 @@ class FakeVersion:
             return httpx.Response(200, json=body)
         if rest == "/jobs":
             return httpx.Response(200, json=self.jobs)
+        if rest == "/operations":
+            return httpx.Response(200, json=self.operations)
         wanted = rest.removeprefix("/operations/")
         for op in self.operations:
             if op["id"] == wanted:

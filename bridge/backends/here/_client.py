@@ -282,24 +282,38 @@ class HereBackend:
     async def find_runs(
         self, run: RunSpec, *, request_id: str, since: datetime, until: datetime
     ) -> list[RunStatus]:
-        """The activation this request may have made: the version's latest operation, if it
-        is an activate made within the window that carries what this bridge sent, and whose
-        job (once there is one) has the catalog versions the request asked for. Anything
-        else was activated by someone else (HERE's UI, another tool): not this request's."""
+        """The activations this request may have made: the version's activate operations
+        made within the window that carry what this bridge sent, and whose job (once there
+        is one) has the catalog versions the request asked for. Anything else was activated
+        by someone else (HERE's UI, another tool): not this request's. The whole operations
+        list is read, not just the latest: someone may have activated the version since."""
         spec = self._here(run)
         version = await self._version(spec)
-        latest = version.get("latestOperation")
-        if not isinstance(latest, dict) or latest.get("requestType") != "activate":
-            return []
-        created = json_time(latest.get("created"))
-        if created is None or not since <= created <= until:
-            return []
-        if not self._requested_as(latest, spec, version):
-            return []
-        operation, job = await self._activation(FollowedRun(str(latest.get("id")), spec), version)
-        if job is not None and not _job_fits(job, spec):
-            return []
-        return [run_status(operation, job)]
+        response = await self._call(
+            "GET",
+            f"{self._version_path(spec)}/operations",
+            operation="list operations",
+            idempotent=True,
+        )
+        listed = response.json()
+        operations = (
+            [op for op in listed if isinstance(op, dict)] if isinstance(listed, list) else []
+        )
+        found: list[RunStatus] = []
+        for candidate in operations:
+            if candidate.get("requestType") != "activate" or not candidate.get("id"):
+                continue
+            created = json_time(candidate.get("created"))
+            if created is None or not since <= created <= until:
+                continue
+            if not self._requested_as(candidate, spec, version):
+                continue
+            followed = FollowedRun(str(candidate.get("id")), spec)
+            operation, job = await self._activation(followed, version)
+            if job is not None and not _job_fits(job, spec):
+                continue
+            found.append(run_status(operation, job))
+        return found
 
     def _requested_as(
         self, operation: dict[str, Any], spec: HereRun, version: dict[str, Any]
