@@ -6,8 +6,8 @@ Facts from HERE's API description (../shared/reference/here-pipeline.md):
   own redirects would drop the Authorization header when the host changes.)
 - errors carry ``status``, ``code``, ``message`` and ``errors[]``: they become the reason.
 - there is no idempotency key (X-Request-ID is for tracing): the ledger prevents a second
-  activate, and a lost answer is resolved by reading the version's ``latestOperation``,
-  adopted only if it carries what this bridge sent (runAsId, highAvailability, its own
+  activate, and a lost answer is resolved by reading the version's operations, an
+  activation adopted only if it carries what this bridge sent (runAsId, highAvailability, its own
   clientId) and its job the catalog versions asked for;
 - a cancel acts on whatever job the version runs: the bridge reads the version first and
   cancels only while this run's job is the one running; HERE takes no new operation while
