@@ -36,6 +36,32 @@ def json_time(value: Any) -> datetime | None:
         return None
 
 
+def json_duration_ms(value: Any) -> int | None:
+    """A duration in milliseconds from a JSON body, or None if it is not a count."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def api_client(
+    *,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None,
+    base_url: str = "",
+    auth: httpx.Auth | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """The HTTP client of a run API (or lineage endpoint): redirects are never followed
+    for the caller (a backend that allows them follows them itself), and ``transport`` is
+    the seam tests use."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        timeout=timeout,
+        transport=transport,
+        headers={"User-Agent": "runbridge", **(headers or {})},
+        follow_redirects=False,
+    )
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait, from a Retry-After header in seconds or as an HTTP date."""
     if value is None:

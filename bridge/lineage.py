@@ -30,6 +30,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from contracts import RunState, System
 
+from ._http import api_client
 from ._settings import Strict
 from .errors import ConfigurationError
 from .ledger import LedgerEntry
@@ -171,10 +172,10 @@ class LineageReporter:
         self._backoff = backoff
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(settings.queue_size)
         key = settings.api_key()
-        headers = {"Content-Type": "application/json", "User-Agent": "runbridge"}
+        headers = {"Content-Type": "application/json"}
         if key is not None:
             headers["Authorization"] = f"Bearer {key.get_secret_value()}"
-        self._client = httpx.AsyncClient(
+        self._client = api_client(
             base_url=settings.url,
             timeout=settings.timeout_seconds,
             headers=headers,

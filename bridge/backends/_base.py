@@ -5,9 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, TypeVar
 
 from contracts import CancelOptions, RunSpec, RunState, System
+
+_Run = TypeVar("_Run")
+
+
+def own_run(run: RunSpec, kind: type[_Run]) -> _Run:
+    """``run`` as the backend's own kind of run. The router sends each system to its own
+    backend, so another kind here is a bug, not bad input."""
+    if not isinstance(run, kind):
+        raise TypeError(f"a {kind.__name__} backend was given a {run.system} run")
+    return run
 
 
 @dataclass(frozen=True)

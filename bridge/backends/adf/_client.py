@@ -10,11 +10,11 @@ import httpx
 
 from contracts import AdfCancel, AdfRun, CancelOptions, RunSpec, RunState, System
 
-from ..._http import json_object, status_error, transport_error
+from ..._http import api_client, json_object, status_error, transport_error
 from ...auth import BearerTokenAuth, TokenSource
 from ...budget import ReadBudget
 from ...errors import BackendRejected, OutcomeUnknown
-from .._base import CreatedRun, FollowedRun, Poll, RunStatus
+from .._base import CreatedRun, FollowedRun, Poll, RunStatus, own_run
 from ._entra import token_source
 from ._names import factory_path, segment
 from ._status import STATUS_TO_STATE, parameters_match, run_status
@@ -72,12 +72,11 @@ class AdfBackend:
         self._factory_path = factory_path(target)
         self._reads = ReadBudget(target.read_budget)
         self._tokens = tokens or token_source(target.credential, timeout=target.timeout_seconds)
-        self._client = httpx.AsyncClient(
+        self._client = api_client(
             base_url=target.base_url,
             auth=BearerTokenAuth(self._tokens),
             timeout=target.timeout_seconds,
             transport=transport,
-            headers={"User-Agent": "runbridge"},
         )
 
     async def _call(
@@ -114,9 +113,7 @@ class AdfBackend:
     async def create_run(
         self, run: RunSpec, *, request_id: str, correlation_id: str | None = None
     ) -> CreatedRun:
-        if not isinstance(run, AdfRun):  # the router sends each system to its own backend
-            raise TypeError(f"an ADF target cannot run a {run.system} request")
-        path, query, body = create_run_request(self._target, run)
+        path, query, body = create_run_request(self._target, own_run(run, AdfRun))
         response = await self._call(
             "POST",
             path,
@@ -175,8 +172,7 @@ class AdfBackend:
         """ADF has no idempotency key, so a run this request may have created is found by
         its pipeline, the time window and its parameters, compared on the client. A rerun
         is matched on the parameters it copies from its reference run (and its group)."""
-        if not isinstance(run, AdfRun):
-            raise TypeError(f"an ADF target cannot look for a {run.system} run")
+        run = own_run(run, AdfRun)
         expected: dict[str, Any] = dict(run.parameters)
         group: str | None = None
         if run.reference_pipeline_run_id is not None:

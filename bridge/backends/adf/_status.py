@@ -7,7 +7,7 @@ from typing import Any
 
 from contracts import RunState
 
-from ..._http import json_time
+from ..._http import json_duration_ms, json_time
 from .._base import RunStatus
 
 #: Every status ADF documents (Canceling with one l, Cancelled with two).
@@ -33,7 +33,7 @@ def run_status(payload: dict[str, Any]) -> RunStatus:
         message=payload.get("message") or None,
         started_at=json_time(payload.get("runStart")),
         ended_at=json_time(payload.get("runEnd")),
-        duration_ms=duration if isinstance(duration, int) and duration >= 0 else None,
+        duration_ms=json_duration_ms(duration),
         updated_at=json_time(payload.get("lastUpdated")),
     )
 

@@ -28,11 +28,11 @@ import httpx
 
 from contracts import CancelOptions, HereRun, RunSpec, RunState, System
 
-from ..._http import json_object, json_time, status_error, transport_error
+from ..._http import api_client, json_object, json_time, status_error, transport_error
 from ...auth import BearerTokenAuth, TokenSource
 from ...budget import ReadBudget
 from ...errors import BackendRejected, OutcomeUnknown, TransientBackendError
-from .._base import CreatedRun, FollowedRun, Poll, RunStatus
+from .._base import CreatedRun, FollowedRun, Poll, RunStatus, own_run
 from ._names import pipeline_segment, uuid_segment
 from ._status import JOB_TO_STATE, OPERATION_PENDING, job_of, run_status
 from ._target import HereTarget
@@ -80,12 +80,8 @@ class HereBackend:
             target.credentials, scope=target.scope, timeout=target.timeout_seconds
         )
         self._reads = ReadBudget(target.read_budget)
-        self._client = httpx.AsyncClient(
-            auth=BearerTokenAuth(self._tokens),
-            timeout=target.timeout_seconds,
-            transport=transport,
-            headers={"User-Agent": "runbridge"},
-            follow_redirects=False,
+        self._client = api_client(
+            auth=BearerTokenAuth(self._tokens), timeout=target.timeout_seconds, transport=transport
         )
         self._base = target.base_url.rstrip("/") if target.base_url else None
         self._client_id = target.credentials.app_client_id()
@@ -195,12 +191,6 @@ class HereBackend:
         except httpx.TransportError as exc:
             raise transport_error(exc, operation=operation, idempotent=idempotent) from exc
 
-    @staticmethod
-    def _here(run: RunSpec) -> HereRun:
-        if not isinstance(run, HereRun):  # the router sends each system to its own backend
-            raise TypeError(f"a HERE target cannot run a {run.system} request")
-        return run
-
     def _version_path(self, run: HereRun) -> str:
         return (
             f"/v2/pipelines/{pipeline_segment(run.pipeline_id)}"
@@ -210,7 +200,7 @@ class HereBackend:
     async def create_run(
         self, run: RunSpec, *, request_id: str, correlation_id: str | None = None
     ) -> CreatedRun:
-        spec = self._here(run)
+        spec = own_run(run, HereRun)
         headers = {"X-Request-ID": request_header_id(request_id, "activate")}
         if correlation_id:
             headers["X-Correlation-ID"] = correlation_id
@@ -245,7 +235,7 @@ class HereBackend:
         The version's ``latestJob`` is this activation's only while its ``latestOperation``
         is: after any later operation (another activation, a cancel, a pause) the jobs list
         is read, and the activation's job is the first created at or after it."""
-        spec = self._here(run.run)
+        spec = own_run(run.run, HereRun)
         latest = version.get("latestOperation")
         latest_is_ours = isinstance(latest, dict) and latest.get("id") == run.run_id
         if isinstance(latest, dict) and latest_is_ours:
@@ -287,7 +277,7 @@ class HereBackend:
         is one) has the catalog versions the request asked for. Anything else was activated
         by someone else (HERE's UI, another tool): not this request's. The whole operations
         list is read, not just the latest: someone may have activated the version since."""
-        spec = self._here(run)
+        spec = own_run(run, HereRun)
         version = await self._version(spec)
         response = await self._call(
             "GET",
@@ -343,7 +333,7 @@ class HereBackend:
         return run_as.endswith(f":app/{self._client_id}")
 
     async def get_run(self, run: FollowedRun) -> RunStatus:
-        return await self._status(run, await self._version(self._here(run.run)))
+        return await self._status(run, await self._version(own_run(run.run, HereRun)))
 
     async def poll(self, runs: Sequence[FollowedRun], *, since: datetime) -> Poll:
         """One read of each version that has followed runs (more only to find a job)."""
@@ -351,11 +341,11 @@ class HereBackend:
         before = self._reads.spent
         by_version: dict[tuple[str, str], list[FollowedRun]] = {}
         for followed in runs:
-            spec = self._here(followed.run)
+            spec = own_run(followed.run, HereRun)
             by_version.setdefault((spec.pipeline_id, str(spec.version_id)), []).append(followed)
         statuses: list[RunStatus] = []
         for group in by_version.values():
-            version = await self._version(self._here(group[0].run))
+            version = await self._version(own_run(group[0].run, HereRun))
             for followed in group:
                 statuses.append(await self._status(followed, version))
         return Poll(statuses=statuses, through=until, reads=self._reads.spent - before)
@@ -367,7 +357,7 @@ class HereBackend:
         already took effect (True: an earlier attempt whose answer was lost, or someone
         else's). While the activation is still being processed HERE refuses any operation:
         that is a transient error, tried again shortly by the caller's retry policy."""
-        spec = self._here(run.run)
+        spec = own_run(run.run, HereRun)
         settled = await self._cancel_settled(run)
         if settled is not None:
             return settled
@@ -394,7 +384,7 @@ class HereBackend:
         effect, False when the run has ended (or is not the version's any more), None when a
         cancel is to be sent (or, after ``refused``, HERE's refusal stands). Raises a
         transient error while HERE would refuse one because an operation is pending."""
-        version = await self._version(self._here(run.run))
+        version = await self._version(own_run(run.run, HereRun))
         operation, job = await self._activation(run, version)
         status = run_status(operation, job)
         latest = version.get("latestOperation")

@@ -29,10 +29,10 @@ from pydantic import SecretStr
 
 from contracts import CancelOptions, MarquezRun, RunSpec, RunState, System
 
-from ..._http import json_object, status_error, transport_error
+from ..._http import api_client, json_object, status_error, transport_error
 from ...budget import ReadBudget
 from ...errors import AuthenticationFailed, BackendRejected
-from .._base import CreatedRun, FollowedRun, Poll, RunStatus
+from .._base import CreatedRun, FollowedRun, Poll, RunStatus, own_run
 from ._names import job_segment, namespace_segment, run_segment
 from ._status import STATUS_TO_STATE, run_status
 from ._target import ApiKeyCredential, MarquezTarget
@@ -88,12 +88,11 @@ class MarquezBackend:
     ) -> None:
         self._target = target
         self._reads = ReadBudget(target.read_budget)
-        self._client = httpx.AsyncClient(
+        self._client = api_client(
             base_url=target.base_url,
             auth=_auth(target),
             timeout=target.timeout_seconds,
             transport=transport,
-            headers={"User-Agent": "runbridge"},
         )
         self._namespaces: set[str] = set()
         self._made: set[tuple[str, str]] = set()
@@ -134,12 +133,6 @@ class MarquezBackend:
         raise status_error(
             response, operation=operation, idempotent=True, code=None, message=message
         )
-
-    @staticmethod
-    def _marquez(run: RunSpec) -> MarquezRun:
-        if not isinstance(run, MarquezRun):  # the router sends each system to its own backend
-            raise TypeError(f"a Marquez target cannot run a {run.system} request")
-        return run
 
     def _job_path(self, run: MarquezRun) -> str:
         return f"/api/v1/namespaces/{namespace_segment(run.namespace)}/jobs/{job_segment(run.job)}"
@@ -185,7 +178,7 @@ class MarquezBackend:
     async def create_run(
         self, run: RunSpec, *, request_id: str, correlation_id: str | None = None
     ) -> CreatedRun:
-        spec = self._marquez(run)
+        spec = own_run(run, MarquezRun)
         path = f"{self._job_path(spec)}/runs"
         if self._target.create_missing:
             await self._make_missing(spec)
@@ -262,7 +255,7 @@ class MarquezBackend:
         self, run: RunSpec, *, request_id: str, since: datetime, until: datetime
     ) -> list[RunStatus]:
         """The run this request made, if it exists: its id is the request's own."""
-        spec = self._marquez(run)
+        spec = own_run(run, MarquezRun)
         run_id = run_id_for(request_id)
         try:
             status = await self._get(run_id)
@@ -293,14 +286,16 @@ class MarquezBackend:
         reads_before = self._reads.spent
         by_job: dict[tuple[str, str], list[FollowedRun]] = {}
         for followed in runs:
-            spec = self._marquez(followed.run)
+            spec = own_run(followed.run, MarquezRun)
             by_job.setdefault((spec.namespace, spec.job), []).append(followed)
         statuses: list[RunStatus] = []
         for followed_of_job in by_job.values():
             wanted = {f.run_id for f in followed_of_job}
             if len(wanted) >= _LIST_FROM:
                 try:
-                    page, _ = await self._runs_page(self._marquez(followed_of_job[0].run), offset=0)
+                    page, _ = await self._runs_page(
+                        own_run(followed_of_job[0].run, MarquezRun), offset=0
+                    )
                 except BackendRejected as exc:
                     if exc.status_code != 404:
                         raise

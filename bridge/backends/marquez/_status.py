@@ -6,7 +6,7 @@ from typing import Any
 
 from contracts import RunState
 
-from ..._http import json_time
+from ..._http import json_duration_ms, json_time
 from .._base import RunStatus
 
 #: Marquez records runs that jobs execute elsewhere: NEW until a job starts it.
@@ -29,6 +29,6 @@ def run_status(payload: dict[str, Any]) -> RunStatus:
         backend_status=state,
         started_at=json_time(payload.get("startedAt")),
         ended_at=json_time(payload.get("endedAt")),
-        duration_ms=duration if isinstance(duration, int) and duration >= 0 else None,
+        duration_ms=json_duration_ms(duration),
         updated_at=json_time(payload.get("updatedAt")),
     )
