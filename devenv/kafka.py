@@ -51,31 +51,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import base64
 import contextlib
 import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from devenv import _proc
+from devenv._proc import default_cache_dir as default_cache_dir
 
 KAFKA_VERSION = "3.9.1"
 SCALA_VERSION = "2.13"
 
 _DEVENV_DIR = Path(__file__).resolve().parent
-_REPO_ROOT = _DEVENV_DIR.parent
 _POM = _DEVENV_DIR / "kafka-pom.xml"
 _LOG4J = _DEVENV_DIR / "kafka-log4j.properties"
 _MARKER = ".complete"
@@ -95,7 +93,6 @@ _REQUIRED_JARS = (
     "slf4j-reload4j-1.7.36.jar",
 )
 _STATE_FILE = "kafka.json"
-_LOG_TAIL_LINES = 40
 
 
 class KafkaError(RuntimeError):
@@ -105,12 +102,6 @@ class KafkaError(RuntimeError):
 def _log(msg: str) -> None:
     """Progress goes to stderr so that CLI stdout stays machine-readable."""
     print(f"[devenv.kafka] {msg}", file=sys.stderr, flush=True)
-
-
-def default_cache_dir() -> Path:
-    """Where jars are cached: $RUNBRIDGE_CACHE_DIR, else <repo root>/.cache (kept across runs)."""
-    env = os.environ.get("RUNBRIDGE_CACHE_DIR")
-    return Path(env).expanduser().resolve() if env else _REPO_ROOT / ".cache"
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,45 +167,23 @@ def fetch(cache_dir: Path | None = None) -> Path:
             cmd, cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
         )
         if res.returncode != 0 or not _lib_complete(out):
-            tail = "\n".join((res.stdout + res.stderr).splitlines()[-_LOG_TAIL_LINES:])
+            tail = "\n".join((res.stdout + res.stderr).splitlines()[-_proc.TAIL_LINES :])
             raise KafkaError(f"Maven could not resolve the Kafka jars (exit {res.returncode}):\n"
                              f"{tail}")  # fmt: skip
-        _install_lib(out, lib, marker)
+        _proc.install_dir(
+            out,
+            lib,
+            # A concurrent fetch won the race: the same test as the fast path above.
+            current=lambda: _lib_complete(lib) and (_marker_current(marker) or not marker.exists()),
+            complete=_lib_complete,
+            marker=marker,
+        )
         _write_marker(marker)
         n = len(list(lib.glob("*.jar")))
         _log(f"fetched {n} jars in {time.monotonic() - t0:.1f}s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return lib
-
-
-def _install_lib(out: Path, lib: Path, marker: Path) -> None:
-    """Rename the freshly resolved ``out`` to ``lib``, replacing a stale lib dir if there is one.
-
-    A stale lib (missing a required jar, or resolved from another POM) is moved aside and deleted;
-    JVMs already running from it keep their open jars (Linux), new ones get the new set.
-    """
-    try:
-        out.rename(lib)
-        return
-    except OSError:
-        # Lost a race to another fetch: its lib is complete and its marker current or not yet
-        # written (the same test as fetch()'s fast path).
-        if _lib_complete(lib) and (_marker_current(marker) or not marker.exists()):
-            return
-        if not lib.exists():
-            raise
-    marker.unlink(missing_ok=True)
-    stale = Path(tempfile.mkdtemp(prefix=".stale-lib-", dir=lib.parent))
-    with contextlib.suppress(FileNotFoundError):
-        lib.rename(stale / "lib")
-    try:
-        out.rename(lib)
-    except OSError:
-        if not _lib_complete(lib):  # a concurrent fetch put its own fresh lib there first
-            raise
-    finally:
-        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _write_marker(marker: Path) -> None:
@@ -227,15 +196,6 @@ def _write_marker(marker: Path) -> None:
 # process helpers
 
 
-def _free_port(exclude: set[int]) -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in exclude:
-            return port
-
-
 def _port_open(port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout):
@@ -244,67 +204,9 @@ def _port_open(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if pid exists and is not a zombie (zombies can't be signalled away, treat as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def _is_our_broker(pid: int) -> bool:
     """Guard against pid reuse before signalling a pid read from a state file."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return _pid_alive(pid)
-    return b"kafka.Kafka" in cmdline
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
-    if proc is not None:
-        try:
-            proc.wait(timeout=timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return not _pid_alive(pid)
-
-
-def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
-    """SIGTERM the broker's process group (clean shutdown), SIGKILL if it takes too long."""
-    _signal_group(pid, signal.SIGTERM)
-    if _wait_gone(pid, proc, timeout):
-        _signal_group(pid, signal.SIGKILL)  # stragglers in the group, if any
-        return
-    _log(f"broker pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
-    _signal_group(pid, signal.SIGKILL)
-    _wait_gone(pid, proc, 10.0)
-
-
-def _tail(path: Path, n: int = _LOG_TAIL_LINES) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:]) or "(empty log)"
+    return _proc.cmdline_has(pid, "kafka.Kafka")
 
 
 def _size_mb(size: str) -> float | None:
@@ -317,10 +219,7 @@ def _size_mb(size: str) -> float | None:
 
 
 def _java() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return str(Path(home) / "bin" / "java")
-    java = shutil.which("java")
+    java = _proc.java()
     if java is None:
         raise KafkaError("no 'java' on PATH (and JAVA_HOME unset); Kafka needs Java 17")
     return java
@@ -406,17 +305,7 @@ def _admin_ready(bootstrap: str, timeout: float = 10.0) -> bool:
 # broker
 
 
-_live: weakref.WeakSet[LocalKafka] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_live_brokers() -> None:
-    for k in list(_live):
-        with contextlib.suppress(Exception):
-            k.stop(timeout=10.0)
-
-
-class LocalKafka:
+class LocalKafka(_proc.Stoppable):
     """Handle on a running broker; stop() (or the with-block) shuts it down and cleans up."""
 
     def __init__(
@@ -450,13 +339,11 @@ class LocalKafka:
 
     def is_running(self) -> bool:
         """Whether the broker process is still alive (it may also die on its own)."""
-        if self._proc is not None:
-            return self._proc.poll() is None
-        return _pid_alive(self.pid)
+        return _proc.running(self.pid, self._proc)
 
     def detach(self) -> None:
         """Leave the broker running after this Python process exits (used by the CLI start)."""
-        _live.discard(self)
+        _proc.keep_at_exit(self)
         self._proc = None
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -464,23 +351,12 @@ class LocalKafka:
         if self._stopped:
             return
         self._stopped = True
-        _live.discard(self)
+        _proc.keep_at_exit(self)
         if self._proc is not None or _is_our_broker(self.pid):
-            _terminate(self.pid, self._proc, timeout)
+            _proc.terminate_group(self.pid, self._proc, timeout, "broker", _log)
         if not self.keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             shutil.rmtree(self.work_dir / "tmp", ignore_errors=True)
-
-    def __enter__(self) -> LocalKafka:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -556,8 +432,8 @@ def _start_once(
     data_dir = root / "data"
     (root / "tmp").mkdir()
     log_path = root / "kafka.log"
-    broker_port = port if port is not None else _free_port(set())
-    controller_port = _free_port({broker_port})
+    broker_port = port if port is not None else _proc.free_port(set())
+    controller_port = _proc.free_port({broker_port})
     props = root / "server.properties"
     props.write_text(_server_properties(broker_port, controller_port, data_dir))
     cluster_id = "-"
@@ -572,26 +448,16 @@ def _start_once(
     if fmt.returncode != 0:
         raise KafkaError(
             f"kafka StorageTool format failed (exit {fmt.returncode}) in {root}:\n"
-            + "\n".join((fmt.stdout + fmt.stderr).splitlines()[-_LOG_TAIL_LINES:])
+            + "\n".join((fmt.stdout + fmt.stderr).splitlines()[-_proc.TAIL_LINES :])
         )
 
     t0 = time.monotonic()
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [*_jvm(java, lib, root, heap), "kafka.Kafka", str(props)],
-            cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    proc = _proc.spawn([*_jvm(java, lib, root, heap), "kafka.Kafka", str(props)], root, log_path)
     kafka = LocalKafka(
         port=broker_port, controller_port=controller_port, work_dir=root, data_dir=data_dir,
         log_path=log_path, cluster_id=cluster_id, pid=proc.pid, proc=proc, keep_data=keep_data,
     )  # fmt: skip
-    _live.add(kafka)
-    try:
-        _wait_ready(kafka, proc, ready_timeout)
-    except BaseException:
-        kafka.stop(timeout=5.0)
-        raise
+    _proc.await_ready(kafka, lambda: _wait_ready(kafka, proc, ready_timeout))
     _log(f"broker ready at {kafka.bootstrap_servers} in {time.monotonic() - t0:.1f}s "
          f"(pid {proc.pid}, logs in {root})")  # fmt: skip
     return kafka
@@ -602,7 +468,7 @@ def _wait_ready(kafka: LocalKafka, proc: subprocess.Popen[bytes], timeout: float
     while True:
         code = proc.poll()
         if code is not None:
-            tail = _tail(kafka.log_path)
+            tail = _proc.tail(kafka.log_path)
             if "Address already in use" in tail or "BindException" in tail:
                 raise _PortClash(
                     f"broker could not bind port {kafka.port} or controller port "
@@ -615,8 +481,8 @@ def _wait_ready(kafka: LocalKafka, proc: subprocess.Popen[bytes], timeout: float
         if time.monotonic() > deadline:
             raise KafkaError(
                 f"Kafka broker not ready after {timeout:g}s; last lines of {kafka.log_path} "
-                f"(full log: {kafka.server_log_path}):\n{_tail(kafka.log_path)}\n"
-                f"--- server.log ---\n{_tail(kafka.server_log_path, 20)}"
+                f"(full log: {kafka.server_log_path}):\n{_proc.tail(kafka.log_path)}\n"
+                f"--- server.log ---\n{_proc.tail(kafka.server_log_path, 20)}"
             )
         if _port_open(kafka.port) and _admin_ready(kafka.bootstrap_servers):
             return
@@ -627,21 +493,9 @@ def _wait_ready(kafka: LocalKafka, proc: subprocess.Popen[bytes], timeout: float
 # CLI
 
 
-def _read_state(state_dir: Path) -> dict[str, Any] | None:
-    path = state_dir / _STATE_FILE
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        _log(f"ignoring unreadable {path}: {e}")
-        return None
-    return state
-
-
 def _cmd_start(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.resolve()
-    state = _read_state(state_dir)
+    state = _proc.read_state(state_dir / _STATE_FILE, _log)
     if state is not None:
         if _is_our_broker(int(state["pid"])):
             _log(f"already running (pid {state['pid']}); state in {state_dir / _STATE_FILE}")
@@ -651,16 +505,14 @@ def _cmd_start(args: argparse.Namespace) -> int:
     kafka = start(port=args.port, cache_dir=args.cache_dir, work_dir=state_dir, heap=args.heap,
                   ready_timeout=args.ready_timeout)  # fmt: skip
     kafka.detach()
-    tmp = state_dir / f".{_STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(kafka.to_state(), indent=2) + "\n")
-    tmp.replace(state_dir / _STATE_FILE)
+    _proc.write_state(state_dir / _STATE_FILE, kafka.to_state())
     print(kafka.bootstrap_servers, flush=True)
     return 0
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.resolve()
-    state = _read_state(state_dir)
+    state = _proc.read_state(state_dir / _STATE_FILE, _log)
     if state is None:
         _log(f"no {_STATE_FILE} in {state_dir}; nothing to stop")
         return 0
@@ -673,19 +525,13 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        done.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    done = _proc.signalled()
     with start(port=args.port, cache_dir=args.cache_dir, work_dir=args.work_dir, heap=args.heap,
                ready_timeout=args.ready_timeout) as kafka:  # fmt: skip
         print(kafka.bootstrap_servers, flush=True)
         while not done.wait(1.0):
             if not kafka.is_running():
-                _log(f"broker exited unexpectedly; last lines:\n{_tail(kafka.log_path)}")
+                _log(f"broker exited unexpectedly; last lines:\n{_proc.tail(kafka.log_path)}")
                 return 1
         _log("stopping broker")
     return 0
@@ -699,22 +545,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sub.add_parser("fetch", help="download the broker jars and print the lib dir")
 
-    def broker_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--port", type=int, default=None, help="PLAINTEXT port (default: free)")
-        sp.add_argument("--heap", default="512m", help="JVM max heap (default: 512m)")
-        sp.add_argument("--ready-timeout", type=float, default=90.0)
-
-    sp = sub.add_parser("start", help="start a detached broker, print its bootstrap servers")
-    sp.add_argument("--state-dir", type=Path, required=True)
-    broker_opts(sp)
-
-    sp = sub.add_parser("stop", help="stop the broker recorded in STATE_DIR/kafka.json")
-    sp.add_argument("--state-dir", type=Path, required=True)
-    sp.add_argument("--timeout", type=float, default=20.0)
-
-    sp = sub.add_parser("run", help="run a broker in the foreground until SIGINT/SIGTERM")
-    sp.add_argument("--work-dir", type=Path, default=None)
-    broker_opts(sp)
+    _proc.add_server_commands(
+        sub,
+        noun="broker",
+        prints="bootstrap servers",
+        state_file=_STATE_FILE,
+        port_help="PLAINTEXT port",
+        ready_timeout=90.0,
+    )
 
     args = p.parse_args(argv)
     try:

@@ -68,7 +68,6 @@ What it took (measured here, 2 cores, Java 17, Maven 3.8.7, PostgreSQL 15):
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import hashlib
 import json
@@ -77,21 +76,20 @@ import pwd
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from devenv import _proc
+from devenv._proc import default_cache_dir as default_cache_dir
 
 MARQUEZ_VERSION = "0.50.0"
 GITHUB_ARCHIVE_URL = (
@@ -99,7 +97,6 @@ GITHUB_ARCHIVE_URL = (
 )
 
 _DEVENV_DIR = Path(__file__).resolve().parent
-_REPO_ROOT = _DEVENV_DIR.parent
 _POM = _DEVENV_DIR / "marquez-pom.xml"
 VENDOR_TARBALL = _DEVENV_DIR / "vendor" / f"marquez-{MARQUEZ_VERSION}-src.tar.gz"
 _JAR = f"marquez-api-{MARQUEZ_VERSION}.jar"
@@ -120,7 +117,6 @@ _SOURCE_FILES = ("LICENSE",)
 _PROBE = "api/src/main/java/marquez/MarquezApp.java"
 _DOWNLOAD_TIMEOUT = 60.0
 _STATE_FILE = "marquez.json"
-_LOG_TAIL_LINES = 40
 _DB = "marquez"  # database, role and password
 
 
@@ -131,12 +127,6 @@ class MarquezError(RuntimeError):
 def _log(msg: str) -> None:
     """Progress goes to stderr so that CLI stdout stays machine-readable."""
     print(f"[devenv.marquez] {msg}", file=sys.stderr, flush=True)
-
-
-def default_cache_dir() -> Path:
-    """Where the build is cached: $RUNBRIDGE_CACHE_DIR, else <repo root>/.cache."""
-    env = os.environ.get("RUNBRIDGE_CACHE_DIR")
-    return Path(env).expanduser().resolve() if env else _REPO_ROOT / ".cache"
 
 
 def existing_url() -> str | None:
@@ -248,10 +238,16 @@ def fetch(cache_dir: Path | None = None, source: str | None = None) -> Path:
         if res.returncode != 0 or not _dist_complete(out):
             why = f"exit {res.returncode}" if res.returncode else "a jar is missing"
             raise MarquezError(f"Maven could not build Marquez ({why}); last lines of "
-                               f"{log_path}:\n{_tail(log_path)}")  # fmt: skip
+                               f"{log_path}:\n{_proc.tail(log_path)}")  # fmt: skip
         shutil.copyfile(src / "LICENSE", out / "LICENSE")
         (out / _MARKER).write_text(json.dumps({**key, "built_from": used}) + "\n")
-        _install_dist(out, dist, key)
+        _proc.install_dir(
+            out,
+            dist,
+            # A concurrent build finished first: the same test as the fast path above.
+            current=lambda: _dist_complete(dist) and _marker_matches(dist / _MARKER, key),
+            complete=_dist_complete,
+        )
         n = len(list((dist / "lib").glob("*.jar")))
         _log(f"built in {time.monotonic() - t0:.1f}s ({n} runtime jars)")
     finally:
@@ -330,98 +326,12 @@ def _extract_source(tarball: Path, dest: Path) -> None:
             raise MarquezError(f"not a Marquez source tarball (no {needed} in it)")
 
 
-def _install_dist(out: Path, dist: Path, key: dict[str, str]) -> None:
-    """Rename the finished ``out`` to ``dist``, replacing a stale build if there is one."""
-    try:
-        out.rename(dist)
-        return
-    except OSError:
-        if _dist_complete(dist) and _marker_matches(dist / _MARKER, key):
-            return  # a concurrent build finished first
-        if not dist.exists():
-            raise
-    stale = Path(tempfile.mkdtemp(prefix=".stale-marquez-", dir=dist.parent))
-    with contextlib.suppress(FileNotFoundError):
-        dist.rename(stale / "old")
-    try:
-        out.rename(dist)
-    except OSError:
-        if not _dist_complete(dist):
-            raise
-    finally:
-        shutil.rmtree(stale, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------------------------
 # process helpers
 
 
-def _free_port(exclude: set[int]) -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in exclude:
-            return port
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if pid exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-def _cmdline_has(pid: int, needle: str) -> bool:
-    """Guard against pid reuse before signalling a pid read from a state file."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return _pid_alive(pid)
-    return needle.encode() in cmdline and _pid_alive(pid)
-
-
-def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
-    if proc is not None:
-        try:
-            proc.wait(timeout=timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return not _pid_alive(pid)
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _tail(path: Path, n: int = _LOG_TAIL_LINES) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:]) or "(empty log)"
-
-
 def _java() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return str(Path(home) / "bin" / "java")
-    java = shutil.which("java")
+    java = _proc.java()
     if java is None:
         raise MarquezError("no 'java' on PATH (and JAVA_HOME unset); Marquez needs Java 17")
     return java
@@ -529,10 +439,10 @@ def _run_logged(cmd: list[str], cwd: Path, log: Path, what: str, env: dict[str, 
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             raise MarquezError(f"{what} took over {timeout:g}s; last lines of {log}:\n"
-                               f"{_tail(log)}") from None  # fmt: skip
+                               f"{_proc.tail(log)}") from None  # fmt: skip
     if res.returncode != 0:
         raise MarquezError(f"{what} failed (exit {res.returncode}); last lines of {log}:\n"
-                           f"{_tail(log)}")  # fmt: skip
+                           f"{_proc.tail(log)}")  # fmt: skip
 
 
 def _start_postgres(root: Path, port: int) -> tuple[Path, int]:
@@ -573,7 +483,7 @@ def _start_postgres(root: Path, port: int) -> tuple[Path, int]:
                 pg_dir, setup_log, "pg_ctl start",
             )  # fmt: skip
         except MarquezError as e:
-            tail = _tail(pg_log)
+            tail = _proc.tail(pg_log)
             if "Address already in use" in tail:
                 raise _PortClash(f"PostgreSQL could not bind 127.0.0.1:{port}:\n{tail}") from None
             raise MarquezError(f"{e}\n--- {pg_log} ---\n{tail}") from None
@@ -634,17 +544,7 @@ def config(
     }
 
 
-_live: weakref.WeakSet[MarquezServer] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_live_servers() -> None:
-    for m in list(_live):
-        with contextlib.suppress(Exception):
-            m.stop(timeout=10.0)
-
-
-class MarquezServer:
+class MarquezServer(_proc.Stoppable):
     """A Marquez server reachable at ``url`` (API under ``url + "/api/v1"``).
 
     This base class is a server started elsewhere (MARQUEZ_URL): ``stop()`` leaves it alone.
@@ -669,17 +569,6 @@ class MarquezServer:
 
     def to_state(self) -> dict[str, Any]:
         return {"url": self.url, "external": True}
-
-    def __enter__(self) -> MarquezServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class LocalMarquez(MarquezServer):
@@ -721,11 +610,10 @@ class LocalMarquez(MarquezServer):
 
     def is_running(self) -> bool:
         """Whether the JVM and the postmaster are both still alive."""
-        jvm = self._proc.poll() is None if self._proc is not None else _pid_alive(self.pid)
-        return jvm and _pid_alive(self.pg_pid)
+        return _proc.running(self.pid, self._proc) and _proc.pid_alive(self.pg_pid)
 
     def detach(self) -> None:
-        _live.discard(self)
+        _proc.keep_at_exit(self)
         self._proc = None
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -733,13 +621,9 @@ class LocalMarquez(MarquezServer):
         if self._stopped:
             return
         self._stopped = True
-        _live.discard(self)
-        if self._proc is not None or _cmdline_has(self.pid, "marquez.MarquezApp"):
-            _kill_group(self.pid, signal.SIGTERM)
-            if not _wait_gone(self.pid, self._proc, timeout):
-                _log(f"Marquez pid {self.pid} ignored SIGTERM for {timeout:g}s; SIGKILL")
-            _kill_group(self.pid, signal.SIGKILL)  # stragglers in the group, if any
-            _wait_gone(self.pid, self._proc, 10.0)
+        _proc.keep_at_exit(self)
+        if self._proc is not None or _proc.cmdline_has(self.pid, "marquez.MarquezApp"):
+            _proc.terminate_group(self.pid, self._proc, timeout, "Marquez", _log)
         _stop_postgres(self.pg_pid, self.pg_dir / "data", timeout)
         _discard_cluster(self.pg_dir, self.work_dir, keep=self.keep_data)
         if not self.keep_data:
@@ -774,7 +658,7 @@ class LocalMarquez(MarquezServer):
 
 def _stop_postgres(pid: int, data: Path, timeout: float) -> None:
     """Fast shutdown (SIGINT, as ``pg_ctl stop`` does), SIGKILL to its group after timeout."""
-    if not _cmdline_has(pid, str(data)):
+    if not _proc.cmdline_has(pid, str(data)):
         return
     try:
         pgid = os.getpgid(pid)
@@ -782,14 +666,14 @@ def _stop_postgres(pid: int, data: Path, timeout: float) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
-    if not _wait_gone(pid, None, timeout):
+    if not _proc.wait_gone(pid, None, timeout):
         _log(f"PostgreSQL pid {pid} still up {timeout:g}s after a fast shutdown; SIGKILL")
         if pgid == pid:  # pg_ctl put the postmaster in a session of its own
-            _kill_group(pgid, signal.SIGKILL)
+            _proc.kill_group(pgid, signal.SIGKILL)
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        _wait_gone(pid, None, 10.0)
+        _proc.wait_gone(pid, None, 10.0)
 
 
 class _PortClash(MarquezError):
@@ -858,9 +742,9 @@ def _start_once(
 ) -> LocalMarquez:
     root = Path(tempfile.mkdtemp(prefix="runbridge-marquez-", dir=work_dir)).resolve()
     (root / "tmp").mkdir()
-    app_port = port if port is not None else _free_port(set())
-    adm_port = admin_port if admin_port is not None else _free_port({app_port})
-    pg_port = _free_port({app_port, adm_port})
+    app_port = port if port is not None else _proc.free_port(set())
+    adm_port = admin_port if admin_port is not None else _proc.free_port({app_port})
+    pg_port = _proc.free_port({app_port, adm_port})
 
     t0 = time.monotonic()
     pg_dir, pg_pid = _start_postgres(root, pg_port)
@@ -870,22 +754,14 @@ def _start_once(
     cfg.write_text(json.dumps(config(port=app_port, admin_port=adm_port, db_url=db_url),
                               indent=2) + "\n")  # fmt: skip
     log_path = root / "marquez.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [*_jvm(java, dist, root, heap), "marquez.MarquezApp", "server", str(cfg)],
-            cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    proc = _proc.spawn(
+        [*_jvm(java, dist, root, heap), "marquez.MarquezApp", "server", str(cfg)], root, log_path
+    )
     server = LocalMarquez(
         port=app_port, admin_port=adm_port, pg_port=pg_port, work_dir=root, pg_dir=pg_dir,
         pid=proc.pid, pg_pid=pg_pid, proc=proc, keep_data=keep_data,
     )  # fmt: skip
-    _live.add(server)
-    try:
-        _wait_ready(server, proc, ready_timeout)
-    except BaseException:
-        server.stop(timeout=5.0)
-        raise
+    _proc.await_ready(server, lambda: _wait_ready(server, proc, ready_timeout))
     _log(f"Marquez ready at {server.url} in {time.monotonic() - t0:.1f}s (PostgreSQL "
          f"{t_pg:.1f}s; pid {proc.pid}, logs in {root})")  # fmt: skip
     return server
@@ -896,19 +772,19 @@ def _wait_ready(server: LocalMarquez, proc: subprocess.Popen[bytes], timeout: fl
     while True:
         code = proc.poll()
         if code is not None:
-            tail = _tail(server.log_path)
+            tail = _proc.tail(server.log_path)
             if "Address already in use" in tail or "BindException" in tail:
                 raise _PortClash(f"Marquez could not bind port {server.port} or {server.admin_port}"
                                  f"; last lines of {server.log_path}:\n{tail}")  # fmt: skip
             raise MarquezError(f"Marquez exited early with code {code}; last lines of "
                                f"{server.log_path}:\n{tail}")  # fmt: skip
-        if not _pid_alive(server.pg_pid):
+        if not _proc.pid_alive(server.pg_pid):
             raise MarquezError(f"PostgreSQL (pid {server.pg_pid}) died while Marquez started; "
                                f"last lines of {server.pg_log_path}:\n"
-                               f"{_tail(server.pg_log_path)}")  # fmt: skip
+                               f"{_proc.tail(server.pg_log_path)}")  # fmt: skip
         if time.monotonic() > deadline:
             raise MarquezError(f"Marquez not ready after {timeout:g}s; last lines of "
-                               f"{server.log_path}:\n{_tail(server.log_path)}")  # fmt: skip
+                               f"{server.log_path}:\n{_proc.tail(server.log_path)}")  # fmt: skip
         if is_ready(server.url, server.admin_url):
             return
         time.sleep(0.25)
@@ -916,18 +792,6 @@ def _wait_ready(server: LocalMarquez, proc: subprocess.Popen[bytes], timeout: fl
 
 # --------------------------------------------------------------------------------------------
 # CLI
-
-
-def _read_state(state_dir: Path) -> dict[str, Any] | None:
-    path = state_dir / _STATE_FILE
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        _log(f"ignoring unreadable {path}: {e}")
-        return None
-    return state
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -942,9 +806,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _cmd_start(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    state = _read_state(state_dir)
+    state = _proc.read_state(state_dir / _STATE_FILE, _log)
     if state is not None:
-        if state.get("external") or _cmdline_has(int(state["pid"]), "marquez.MarquezApp"):
+        if state.get("external") or _proc.cmdline_has(int(state["pid"]), "marquez.MarquezApp"):
             _log(f"already running; state in {state_dir / _STATE_FILE}")
             print(state["url"], flush=True)
             return 0
@@ -953,16 +817,14 @@ def _cmd_start(args: argparse.Namespace) -> int:
     server = start(cache_dir=args.cache_dir, work_dir=state_dir, port=args.port, heap=args.heap,
                    ready_timeout=args.ready_timeout)  # fmt: skip
     server.detach()
-    tmp = state_dir / f".{_STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(server.to_state(), indent=2) + "\n")
-    tmp.replace(state_dir / _STATE_FILE)
+    _proc.write_state(state_dir / _STATE_FILE, server.to_state())
     print(server.url, flush=True)
     return 0
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.resolve()
-    state = _read_state(state_dir)
+    state = _proc.read_state(state_dir / _STATE_FILE, _log)
     if state is None:
         _log(f"no {_STATE_FILE} in {state_dir}; nothing to stop")
         return 0
@@ -973,13 +835,7 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        done.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    done = _proc.signalled()
     with start(cache_dir=args.cache_dir, work_dir=args.work_dir, port=args.port, heap=args.heap,
                ready_timeout=args.ready_timeout) as server:  # fmt: skip
         print(server.url, flush=True)
@@ -1005,22 +861,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "devenv/vendor/, else GitHub)")  # fmt: skip
     sp.add_argument("--force", action="store_true", help="build even when MARQUEZ_URL is set")
 
-    def server_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--port", type=int, default=None, help="API port (default: free)")
-        sp.add_argument("--heap", default="512m", help="JVM max heap (default: 512m)")
-        sp.add_argument("--ready-timeout", type=float, default=120.0)
-
-    sp = sub.add_parser("start", help="start a detached server, print its URL")
-    sp.add_argument("--state-dir", type=Path, required=True)
-    server_opts(sp)
-
-    sp = sub.add_parser("stop", help="stop the server recorded in STATE_DIR/marquez.json")
-    sp.add_argument("--state-dir", type=Path, required=True)
-    sp.add_argument("--timeout", type=float, default=20.0)
-
-    sp = sub.add_parser("run", help="run a server in the foreground until SIGINT/SIGTERM")
-    sp.add_argument("--work-dir", type=Path, default=None)
-    server_opts(sp)
+    _proc.add_server_commands(
+        sub,
+        noun="server",
+        prints="URL",
+        state_file=_STATE_FILE,
+        port_help="API port",
+        ready_timeout=120.0,
+    )
 
     args = p.parse_args(argv)
     try:
