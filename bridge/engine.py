@@ -257,9 +257,16 @@ class Engine:
         self.metrics.read_failures += 1
         if self._reads_failing_since is None:
             self._reads_failing_since = time.monotonic()
+        expected: dict[TopicPartition, int] = {}
+
+        async def expected_offset(tp: TopicPartition) -> int:  # asked for once per failure
+            if tp not in expected:
+                expected[tp] = await self._expected_offset(tp)
+            return expected[tp]
+
         moved_on: set[TopicPartition] = set()
         try:
-            moved_on = await self._read_past_unreadable()
+            moved_on = await self._read_past_unreadable(expected_offset)
         except Exception as raw_error:
             log.warning("reading records as stored failed too: %r", raw_error)
         if not moved_on:
@@ -267,7 +274,7 @@ class Engine:
             await asyncio.sleep(self._retry_backoff)
         with contextlib.suppress(KafkaError):
             for tp in self._consumer.assignment() - moved_on:
-                self._consumer.seek(tp, await self._expected_offset(tp))
+                self._consumer.seek(tp, await expected_offset(tp))
 
     async def _expected_offset(self, tp: TopicPartition) -> int:
         tracked = self._partitions.get(tp)
@@ -278,14 +285,17 @@ class Engine:
             return int(committed)
         return int((await self._consumer.beginning_offsets([tp]))[tp])
 
-    async def _read_past_unreadable(self) -> set[TopicPartition]:
+    async def _read_past_unreadable(
+        self, expected_offset: Callable[[TopicPartition], Awaitable[int]]
+    ) -> set[TopicPartition]:
         """Partitions where a record no client can read was found: what precedes it and its
         whole batch are handed on as stored (aiokafka decodes a batch as a whole, so it can
         only resume after one), and reading goes on after the batch. At most one fetch's
-        worth of records is handed on beyond the partition's share."""
+        worth of records is handed on beyond the partition's share. Only partitions already
+        prepared are looked at: the others are not read yet (their ledger is not restored)."""
         moved_on: set[TopicPartition] = set()
-        for tp in sorted(self._consumer.assignment()):
-            items = await fetch_raw(self._consumer, tp, await self._expected_offset(tp))
+        for tp in sorted(self._consumer.assignment() & self._ready):
+            items = await fetch_raw(self._consumer, tp, await expected_offset(tp))
             poison = next((item for item in items if _unreadable(item)), None)
             if poison is None:
                 continue
@@ -380,10 +390,13 @@ class Engine:
             last_error: Exception = RuntimeError("no failure yet")
             while still_ours():
                 try:
-                    if failures < self._handler_attempts or self._on_give_up is None:
+                    if (
+                        failures < self._handler_attempts
+                        or self._on_give_up is None
+                        or isinstance(work, UnreadableBatch)  # its bare dead letter is the last
+                    ):  # resort: tried again in place, and the stall check names it
                         await handle()
                     else:  # the handler keeps failing: report the record, and go on
-                        assert not isinstance(work, UnreadableBatch)
                         await self._on_give_up(work, last_error)
                     break
                 except asyncio.CancelledError:

@@ -133,3 +133,75 @@ async def test_a_record_whose_handler_keeps_failing_is_given_up_and_the_partitio
     assert given_up == [(0, "a bug")]
     assert consumer.commits[-1] == {TP: 2}
     assert engine.metrics.handler_failures == 3
+
+
+async def test_an_unreadable_batch_whose_handler_keeps_failing_is_tried_again_in_place() -> None:
+    """Its bare dead letter is the last resort, so there is nothing to give up to: the
+    handler is tried again (not a give-up that cannot take it) until it gets through."""
+    from bridge.raw_records import UnreadableBatch
+
+    consumer = StandInConsumer([])
+    tries: list[int] = []
+
+    async def on_unreadable(tp: TopicPartition, batch: UnreadableBatch) -> None:
+        tries.append(batch.first_offset)
+        if len(tries) < 5:
+            raise RuntimeError("a bug, for a while")
+
+    async def give_up(rec: Any, error: Exception) -> None:
+        raise AssertionError("an unreadable batch is not a record to give up on")
+
+    engine = Engine(  # type: ignore[arg-type]
+        consumer,
+        lambda rec: asyncio.sleep(0),
+        retry_backoff=0.01,
+        handler_attempts=2,
+        on_give_up=give_up,
+        on_unreadable=on_unreadable,
+    )
+    engine._dispatch_raw(TP, [UnreadableBatch(0, 2, "gzip decompression failed")])
+    for _ in range(100):
+        if engine.in_flight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert tries == [0] * 5, "tried past handler_attempts, and it got through"
+    assert engine.in_flight == 0
+
+
+async def test_after_a_failed_read_only_prepared_partitions_are_read_as_stored(
+    monkeypatch: Any,
+) -> None:
+    """A partition whose ledger is not restored yet is not read at all, not even below the
+    client: its records would be started before the bridge knows what it did."""
+    from bridge import engine as engine_module
+
+    unprepared = TopicPartition("requests", 1)
+
+    class TwoPartitions(StandInConsumer):
+        def assignment(self) -> set[TopicPartition]:  # the second one comes in a rebalance
+            return {TP, unprepared} if len(self.batches) < 3 else {TP}
+
+        async def committed(self, tp: TopicPartition) -> int:
+            return 0
+
+    read_as_stored: list[TopicPartition] = []
+
+    async def fetch_raw(consumer: Any, tp: TopicPartition, offset: int) -> list[Any]:
+        read_as_stored.append(tp)
+        return []
+
+    async def prepare(partitions: set[TopicPartition]) -> None:
+        if unprepared in partitions:
+            raise RuntimeError("its ledger cannot be restored yet")
+
+    monkeypatch.setattr(engine_module, "fetch_raw", fetch_raw)
+    consumer = TwoPartitions([{}, KafkaConnectionError(), {}])
+    engine = Engine(  # type: ignore[arg-type]
+        consumer, lambda rec: asyncio.sleep(0), retry_backoff=0.01, prepare=prepare
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await task
+    assert read_as_stored == [TP]
