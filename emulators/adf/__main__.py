@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from emulators._server import serve_until_signalled
+from emulators._cli import parse_config, serve
 from emulators.adf._app import create_app
 from emulators.adf._config import AdfEmulatorConfig, BucketSpec
 
@@ -114,28 +112,12 @@ def config_from_args(args: argparse.Namespace) -> AdfEmulatorConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except ValidationError as exc:
-        parser.error(str(exc))
-    if args.access_log:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args, config = parse_config(_parser(), argv, config_from_args, (ValidationError,))
 
     def announce(url: str) -> None:
         print(f"ADF emulator listening on {url}", flush=True)
 
-    asyncio.run(
-        serve_until_signalled(
-            create_app(config),
-            args.host,
-            args.port,
-            on_listening=announce,
-            access_log=args.access_log,
-        )
-    )
-    return 0
+    return serve(create_app(config), args, announce)
 
 
 if __name__ == "__main__":

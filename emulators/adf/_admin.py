@@ -7,35 +7,21 @@ early (``finish``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel
-
+from emulators._admin import EmulatorAdminClient
 from emulators.adf._config import Fault, FinishStatus
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    return value
+class AdminClient(EmulatorAdminClient[Fault]):
+    """Inspect and steer a running emulator; every call raises on a non-2xx answer.
 
+    ``configure`` refills the throttling buckets; ``reset`` forgets runs, stats, faults and
+    throttling state, while clients, tokens and the configuration survive.
+    """
 
-class AdminClient:
-    """Inspect and steer a running emulator; every call raises on a non-2xx answer."""
-
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=f"{base_url.rstrip('/')}/_emulator", timeout=timeout)
-
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        response = self._http.request(method, path, json=body)
-        response.raise_for_status()
-        return response.json() if response.content else None
+    _fault_model = Fault
 
     def runs(self) -> list[dict[str, Any]]:
         """All runs in creation order, with recovery options, principal and client request id."""
@@ -61,55 +47,6 @@ class AdminClient:
         path = f"/runs/{quote(run_id, safe='')}/finish"
         return cast(dict[str, Any], self._call("POST", path, body))
 
-    def stats(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self._call("GET", "/stats"))
-
-    def inject(self, *faults: Fault | Mapping[str, Any]) -> None:
-        """Queue faults; each serves its ``count`` next matching requests that it hits."""
-        payload = [Fault.model_validate(f).model_dump(mode="json") for f in faults]
-        self._call("POST", "/faults", {"faults": payload})
-
-    def faults(self) -> list[dict[str, Any]]:
-        return cast(list[dict[str, Any]], self._call("GET", "/faults")["faults"])
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "/faults")
-
     def expire_tokens(self) -> None:
         """Make every issued token expired, so the next ARM call gets a 401."""
         self._call("POST", "/tokens/expire")
-
-    def reset(self) -> None:
-        """Forget runs, stats, faults and throttling state and re-seed the fault generator.
-
-        Clients, tokens and the configuration survive.
-        """
-        self._call("POST", "/reset")
-
-    def config(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self._call("GET", "/config"))
-
-    def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change settings at run time (buckets start full again); returns the new config.
-
-        Patchable: ``queue_seconds``, ``run_seconds``, ``pipeline_seconds``, ``cancel_seconds``,
-        ``latency_ms``, ``latency_jitter_ms``, ``read_bucket``, ``write_bucket``, ``factories``,
-        ``known_pipelines``, ``failing_pipelines``, ``token_lifetime_seconds`` and ``seed``
-        (which re-seeds the fault generator).
-        """
-        body = {name: _jsonable(value) for name, value in changes.items()}
-        return cast(dict[str, Any], self._call("PATCH", "/config", body))
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

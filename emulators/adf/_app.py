@@ -15,7 +15,6 @@ import asyncio
 import base64
 import binascii
 import json
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,8 @@ from urllib.parse import unquote, unquote_plus
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from emulators._admin import admin_routes
+from emulators._faults import PARKED, cancel_parked, emulate_latency, serve_with_fault
 from emulators.adf._config import AdfEmulatorConfig, Fault, FinishStatus
 from emulators.adf._state import (
     ArmError,
@@ -43,7 +44,6 @@ from emulators.adf._state import (
 
 API_VERSION = "2018-06-01"
 STATE = web.AppKey("adf_emulator_state", EmulatorState)
-_PARKED = web.AppKey("adf_emulator_parked", set[asyncio.Task[Any]])
 
 Operation = Literal["createRun", "getRun", "cancel", "queryPipelineRuns"]
 _KINDS: dict[Operation, BucketKind] = {
@@ -70,8 +70,8 @@ def create_app(
     """Build the emulator app; ``clock`` drives run states, token expiry and throttling."""
     app = web.Application(middlewares=[_json_fallbacks])
     app[STATE] = EmulatorState(config or AdfEmulatorConfig(), clock)
-    app[_PARKED] = set[asyncio.Task[Any]]()
-    app.on_shutdown.append(_cancel_parked)
+    app[PARKED] = set[asyncio.Task[Any]]()
+    app.on_shutdown.append(cancel_parked)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", _token_v2)
     app.router.add_post("/{tenant}/oauth2/token", _token_v1)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", _openid_configuration)
@@ -80,12 +80,7 @@ def create_app(
     app.router.add_route("*", "/subscriptions/{tail:.*}", _arm)
     app.router.add_get("/_emulator/runs", _admin_runs)
     app.router.add_post("/_emulator/runs/{run_id}/finish", _admin_finish_run)
-    app.router.add_get("/_emulator/stats", _admin_stats)
-    app.router.add_get("/_emulator/faults", _admin_list_faults)
-    app.router.add_post("/_emulator/faults", _admin_add_faults)
-    app.router.add_delete("/_emulator/faults", _admin_clear_faults)
-    app.router.add_post("/_emulator/tokens/expire", _admin_expire_tokens)
-    app.router.add_post("/_emulator/reset", _admin_reset)
+    app.router.add_routes(admin_routes(_state, _FAULTS, _admin_error))
     app.router.add_get("/_emulator/config", _admin_config)
     app.router.add_patch("/_emulator/config", _admin_configure)
     return app
@@ -110,39 +105,6 @@ async def _json_fallbacks(
         return _cloud_error(405, "MethodNotAllowed", f"{request.method} is not allowed: {exc}")
     except web.HTTPNotFound:
         return _cloud_error(404, "NotFound", f"No route for {request.method} {request.path}.")
-
-
-async def _emulate_latency(state: EmulatorState) -> None:
-    cfg = state.config
-    spread = cfg.latency_jitter_ms
-    delay_ms = max(0.0, random.uniform(cfg.latency_ms - spread, cfg.latency_ms + spread))
-    if delay_ms:
-        await asyncio.sleep(delay_ms / 1000)
-
-
-async def _park(request: web.Request, seconds: float) -> None:
-    """Hang like an unresponsive server; shutdown cancels parked handlers instead of waiting."""
-    parked = request.app[_PARKED]
-    task = asyncio.current_task()
-    assert task is not None
-    parked.add(task)
-    try:
-        await asyncio.sleep(seconds)
-    finally:
-        parked.discard(task)
-
-
-async def _cancel_parked(app: web.Application) -> None:
-    parked: set[asyncio.Task[Any]] = app[_PARKED]
-    for task in list(parked):
-        task.cancel()
-
-
-def _drop(request: web.Request) -> web.Response:
-    """Close the socket without a response; aiohttp quietly discards what we return."""
-    if request.transport is not None:
-        request.transport.close()
-    return web.Response()
 
 
 # -- Entra ID and IMDS ----------------------------------------------------------------------
@@ -182,31 +144,29 @@ def _oauth_fault(fault: Fault) -> web.Response:
 async def _with_token_fault(
     request: web.Request, issue: Callable[[], Awaitable[web.Response]]
 ) -> web.Response:
-    """Shared skeleton of the three token endpoints: stats, latency, faults, errors."""
+    """Shared skeleton of the three token endpoints: stats, latency, faults, errors.
+
+    Only ``status`` faults have an answer here; others but ``drop`` (``empty`` too) hang.
+    """
     state = request.app[STATE]
     state.stats.requests["token"] += 1
-    await _emulate_latency(state)
+    await emulate_latency(state.config)
     fault = state.take_fault("token")
-    if fault is not None and not fault.after_effect:
-        if fault.kind == "drop":
-            return _drop(request)
-        if fault.kind == "status":
-            return _oauth_fault(fault)
-        await _park(request, fault.delay_seconds)
-    try:
-        response = await issue()
-    except OAuthError as err:
-        if err.status == 401:
-            state.stats.unauthorized += 1
-        response = _oauth_error(err)
-    if fault is not None and fault.after_effect:
-        if fault.kind == "drop":
-            return _drop(request)
-        if fault.kind == "status":
-            return _oauth_fault(fault)
-        await _park(request, fault.delay_seconds)
-    response.headers["x-ms-request-id"] = str(uuid.uuid4())
-    return response
+
+    async def perform() -> web.Response:
+        try:
+            response = await issue()
+        except OAuthError as err:
+            if err.status == 401:
+                state.stats.unauthorized += 1
+            response = _oauth_error(err)
+        response.headers["x-ms-request-id"] = str(uuid.uuid4())
+        return response
+
+    def answer(fault: Fault) -> web.Response | None:
+        return _oauth_fault(fault) if fault.kind == "status" else None
+
+    return await serve_with_fault(request, fault, answer, perform)
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -354,7 +314,7 @@ async def _discovery(
     """Discovery endpoints: counted as ``discovery``, delayed, never faulted."""
     state = request.app[STATE]
     state.stats.requests["discovery"] += 1
-    await _emulate_latency(state)
+    await emulate_latency(state.config)
     tenant = request.match_info["tenant"]
     if not state.is_tenant(tenant):
         response = _oauth_error(tenant_not_found(tenant, "invalid_tenant"))
@@ -572,7 +532,7 @@ async def _operate(request: web.Request, route: _Route, principal: str) -> web.R
 
 async def _arm(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    await _emulate_latency(state)
+    await emulate_latency(state.config)
     request_id = str(uuid.uuid4())
     ids = {
         "x-ms-request-id": request_id,
@@ -583,14 +543,12 @@ async def _arm(request: web.Request) -> web.StreamResponse:
         ids["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
 
     response = await _arm_pipeline(request, state)
-    if response is not None:
-        response.headers.update(ids)
-        return response
-    return _drop(request)
+    response.headers.update(ids)
+    return response
 
 
-async def _arm_pipeline(request: web.Request, state: EmulatorState) -> web.Response | None:
-    """The ARM checks in order; ``None`` means the connection must be dropped."""
+async def _arm_pipeline(request: web.Request, state: EmulatorState) -> web.Response:
+    """The ARM checks in order, then the operation unless a fault stands in for it."""
     route: _Route | None = None
     routing_error: ArmError | None = None
     try:
@@ -609,27 +567,23 @@ async def _arm_pipeline(request: web.Request, state: EmulatorState) -> web.Respo
         return _arm_response(routing_error)
 
     fault = state.take_fault(route.operation, route.pipeline)
-    if fault is not None and not fault.after_effect:
-        if fault.kind == "drop":
-            return None
+
+    def answer(fault: Fault) -> web.Response | None:
         if fault.kind == "status":
             return _fault_response(fault, state, route, principal)
-        if fault.kind == "empty":
-            return web.json_response({})
-        await _park(request, fault.delay_seconds)
-    response = await _perform(request, route, principal)
-    if fault is not None and fault.after_effect:
-        if fault.kind == "drop":
-            return None
-        if fault.kind == "status":
-            return _fault_response(fault, state, route, principal)
-        if fault.kind == "empty":
-            return web.json_response({})
-        await _park(request, fault.delay_seconds)
-    return response
+        return web.json_response({}) if fault.kind == "empty" else None
+
+    async def perform() -> web.Response:
+        return await _perform(request, route, principal)
+
+    return await serve_with_fault(request, fault, answer, perform)
 
 
 # -- admin ----------------------------------------------------------------------------------
+
+
+def _state(request: web.Request) -> EmulatorState:
+    return request.app[STATE]
 
 
 def _admin_error(message: str) -> web.Response:
@@ -662,42 +616,6 @@ async def _admin_finish_run(request: web.Request) -> web.Response:
     except ArmError as err:
         return _arm_response(err)
     return web.json_response(state.admin_run(run))
-
-
-async def _admin_stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE].stats.to_json())
-
-
-async def _admin_list_faults(request: web.Request) -> web.Response:
-    faults = [
-        {**a.fault.model_dump(mode="json"), "remaining": a.remaining}
-        for a in request.app[STATE].faults
-    ]
-    return web.json_response({"faults": faults})
-
-
-async def _admin_add_faults(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-        faults = _FAULTS.validate_python(body["faults"] if isinstance(body, dict) else None)
-    except (ValueError, KeyError, ValidationError) as exc:
-        return _admin_error(f'Expected {{"faults": [Fault, ...]}}: {exc}')
-    request.app[STATE].add_faults(faults)
-    return await _admin_list_faults(request)
-
-
-async def _admin_clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].clear_faults()
-    return web.json_response({"faults": []})
-
-
-async def _admin_expire_tokens(request: web.Request) -> web.Response:
-    return web.json_response({"expired": request.app[STATE].expire_tokens()})
-
-
-async def _admin_reset(request: web.Request) -> web.Response:
-    request.app[STATE].reset()
-    return web.json_response({"reset": True})
 
 
 async def _admin_config(request: web.Request) -> web.Response:

@@ -8,9 +8,11 @@ everywhere a setting lists them (``factories``, ``known_pipelines``, ``failing_p
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from emulators._config import PatchableConfig
 
 FaultOperation = Literal["createRun", "getRun", "cancel", "queryPipelineRuns", "token", "*"]
 """Operations a fault can target; ``*`` means every ARM operation (not the token endpoints)."""
@@ -59,10 +61,11 @@ class BucketSpec(BaseModel):
     refill_per_second: float = Field(gt=0)
 
 
-class AdfEmulatorConfig(BaseModel):
+class AdfEmulatorConfig(PatchableConfig):
     """Everything the emulator can be told; defaults mirror ARM's documented limits."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    patchable: ClassVar[frozenset[str]] = PATCHABLE_FIELDS
 
     tenant_id: str = "local-tenant"
     clients: dict[str, str] = Field(default_factory=lambda: {"runbridge-local": "local-secret"})
@@ -111,13 +114,6 @@ class AdfEmulatorConfig(BaseModel):
             if not is_subscription_id(parts[0]):
                 raise ValueError(f"subscription id {parts[0]!r} in {entry!r} is not a GUID")
         return value
-
-    def patched(self, changes: dict[str, object]) -> AdfEmulatorConfig:
-        """Return a copy with ``changes`` applied; identity settings cannot change at run time."""
-        unknown = set(changes) - PATCHABLE_FIELDS
-        if unknown:
-            raise ValueError(f"not patchable: {', '.join(sorted(unknown))}")
-        return AdfEmulatorConfig.model_validate({**self.model_dump(), **changes})
 
     # -- case-insensitive lookups ----------------------------------------------------------
 

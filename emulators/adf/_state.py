@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
+from emulators._faults import ActiveFault, take_fault
 from emulators.adf._config import (
     AdfEmulatorConfig,
     BucketSpec,
@@ -307,12 +308,6 @@ class Stats:
         }
 
 
-@dataclass
-class _ActiveFault:
-    fault: Fault
-    remaining: int
-
-
 class EmulatorState:
     """All mutable emulator state; single-threaded (lives on the server's event loop)."""
 
@@ -322,7 +317,7 @@ class EmulatorState:
         self.runs: dict[str, Run] = {}
         self.tokens: dict[str, IssuedToken] = {}
         self.buckets: dict[tuple[str, str, BucketKind], TokenBucket] = {}
-        self.faults: list[_ActiveFault] = []
+        self.faults: list[ActiveFault[Fault]] = []
         self.stats = Stats()
         self.random = random.Random(config.seed)
 
@@ -354,35 +349,24 @@ class EmulatorState:
         return len(self.tokens)
 
     def add_faults(self, faults: Iterable[Fault]) -> None:
-        self.faults.extend(_ActiveFault(f, f.count) for f in faults)
+        self.faults.extend(ActiveFault(f, f.count) for f in faults)
 
     def clear_faults(self) -> None:
         self.faults.clear()
 
     def take_fault(self, operation: str, pipeline: str | None = None) -> Fault | None:
-        """Consume one use of the first matching fault that fires for this request.
+        """Consume one use of the first fault for ``operation`` (and ``pipeline``, compared
+        case-insensitively) that fires; only a fault that fires is counted and used up."""
 
-        A fault matches ``operation`` (and ``pipeline``, case-insensitively); one with a
-        ``probability`` below 1 fires on a draw from the state's generator, and only a fault
-        that fires is counted and used up.
-        """
-        for active in self.faults:
-            fault = active.fault
-            if fault.pipeline is not None and (
-                pipeline is None or fault.pipeline.lower() != pipeline.lower()
-            ):
-                continue
-            target = fault.operation
-            if not (target == operation or (target == "*" and operation != "token")):
-                continue
-            if fault.probability < 1 and self.random.random() >= fault.probability:
-                continue
-            active.remaining -= 1
-            if active.remaining <= 0:
-                self.faults.remove(active)
+        def matches(fault: Fault) -> bool:
+            return fault.pipeline is None or (
+                pipeline is not None and fault.pipeline.lower() == pipeline.lower()
+            )
+
+        fault = take_fault(self.faults, operation, self.random, matches)
+        if fault is not None:
             self.stats.faults += 1
-            return fault
-        return None
+        return fault
 
     def admin_run(self, run: Run) -> dict[str, Any]:
         """A run as ADF shows it, plus what only the emulator knows."""

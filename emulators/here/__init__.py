@@ -19,10 +19,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from emulators._admin import ADMIN_PATH
 from emulators._server import BackgroundServer
 from emulators.here._admin import AdminClient
 from emulators.here._app import (
-    ADMIN_PATH,
     PIPELINE_BASE_PATH,
     TOKEN_PATH,
     Listener,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import sys
 import uuid
 from collections.abc import Sequence
@@ -13,7 +11,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from emulators._server import serve_until_signalled
+from emulators._cli import parse_config, serve
 from emulators.here._app import PIPELINE_BASE_PATH, TOKEN_PATH, create_app, listener_urls
 from emulators.here._config import HereClient, HereEmulatorConfig, PipelineSpec
 
@@ -117,14 +115,8 @@ def config_from_args(args: argparse.Namespace) -> HereEmulatorConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except (ValidationError, ValueError, OSError) as exc:
-        parser.error(str(exc))
-    if args.access_log:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    invalid = (ValidationError, ValueError, OSError)
+    args, config = parse_config(_parser(), argv, config_from_args, invalid)
     app = create_app(config, extra_listeners=args.extra_listener)
 
     def announce(url: str) -> None:
@@ -134,12 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for extra in listener_urls(app):
             print(f"  also listening on {extra}", flush=True)
 
-    asyncio.run(
-        serve_until_signalled(
-            app, args.host, args.port, on_listening=announce, access_log=args.access_log
-        )
-    )
-    return 0
+    return serve(app, args, announce)
 
 
 if __name__ == "__main__":

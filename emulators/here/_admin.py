@@ -8,48 +8,31 @@ run-time settings (``configure``), and ending a job early (``finish``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 from urllib.parse import quote
 
-import httpx
-from pydantic import BaseModel
-
+from emulators._admin import EmulatorAdminClient, jsonable
 from emulators.here._config import Fault, FinishState, PipelineSpec, VersionSpec
 
 _PIPELINE_BASE_PATH = "/pipeline-service"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-class AdminClient:
+class AdminClient(EmulatorAdminClient[Fault]):
     """Inspect and steer a running emulator; every call raises on a non-2xx answer.
 
     ``base_url`` is the server's root (``http://127.0.0.1:<port>``); the Pipeline API base
-    (``.../pipeline-service``) is accepted too.
+    (``.../pipeline-service``) is accepted too. ``reset`` also puts the clock offset back to
+    0; pipelines, versions, clients, tokens and the configuration survive it.
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
-        root = base_url.rstrip("/").removesuffix(_PIPELINE_BASE_PATH)
-        self._http = httpx.Client(base_url=f"{root}/_emulator", timeout=timeout)
+    _fault_model = Fault
 
-    def _call(self, method: str, path: str, body: Any = None, **params: str | None) -> Any:
-        query = {k: v for k, v in params.items() if v is not None}
-        response = self._http.request(method, path, json=body, params=query)
-        response.raise_for_status()
-        return response.json() if response.content else None
+    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+        super().__init__(base_url.rstrip("/").removesuffix(_PIPELINE_BASE_PATH), timeout=timeout)
 
     # -- pipelines and versions ---------------------------------------------------------------
 
@@ -65,7 +48,7 @@ class AdminClient:
         versions: Sequence[VersionSpec | Mapping[str, Any]] = (),
     ) -> dict[str, Any]:
         """Add a pipeline (a new UUID unless given); returns it as ``pipelines()`` shows it."""
-        spec: dict[str, Any] = {"name": name, "versions": [_jsonable(v) for v in versions]}
+        spec: dict[str, Any] = {"name": name, "versions": [jsonable(v) for v in versions]}
         if pipeline_id is not None:
             spec["id"] = pipeline_id
         payload = PipelineSpec.model_validate(spec).model_dump(mode="json")
@@ -87,7 +70,7 @@ class AdminClient:
     def update_version(self, pipeline_id: str, version_id: str, **changes: Any) -> dict[str, Any]:
         """Change ``name``, ``job_seconds``, ``job_failure``, ``activation_failure``,
         ``template_ready`` or ``run_as_id``; jobs already accepted keep their timeline."""
-        body = {name: _jsonable(value) for name, value in changes.items()}
+        body = {name: jsonable(value) for name, value in changes.items()}
         path = f"/pipelines/{_segment(pipeline_id)}/versions/{_segment(version_id)}"
         return _version_of(self._call("PATCH", path, body), version_id)
 
@@ -130,47 +113,9 @@ class AdminClient:
 
     # -- steering -----------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
-        """``requests`` per operation (and ``token``), ``tokens_issued``, ``token_refusals``
-        by errorCode, ``unauthorized`` (Pipeline API 401s), ``faults``, ``operations`` by
-        requestType and ``jobs``."""
-        return cast(dict[str, Any], self._call("GET", "/stats"))
-
-    def inject(self, *faults: Fault | Mapping[str, Any]) -> None:
-        """Queue faults; each serves its ``count`` next matching requests that it hits."""
-        payload = [Fault.model_validate(f).model_dump(mode="json") for f in faults]
-        self._call("POST", "/faults", {"faults": payload})
-
-    def faults(self) -> list[dict[str, Any]]:
-        return cast(list[dict[str, Any]], self._call("GET", "/faults")["faults"])
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "/faults")
-
     def expire_tokens(self) -> int:
         """Make every issued token expired, so the next Pipeline API call gets a 401."""
         return int(self._call("POST", "/tokens/expire")["expired"])
-
-    def reset(self) -> None:
-        """Forget operations, jobs, stats, faults, used nonces, token request windows and the
-        clock offset; re-seed the fault generator. Pipelines, versions, clients, tokens and
-        the configuration survive."""
-        self._call("POST", "/reset")
-
-    def config(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self._call("GET", "/config"))
-
-    def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change settings at run time; returns the new config (secrets left out).
-
-        Patchable: ``token_lifetime_seconds``, ``timestamp_skew_seconds``,
-        ``token_requests_per_window``, ``token_window_seconds``, ``accept_seconds``,
-        ``process_seconds``, ``start_seconds``, ``job_seconds``, ``cancel_seconds``,
-        ``latency_ms``, ``latency_jitter_ms``, ``logging_url_base``, ``pipeline_ui_url_base``
-        and ``seed`` (which re-seeds the fault generator).
-        """
-        body = {name: _jsonable(value) for name, value in changes.items()}
-        return cast(dict[str, Any], self._call("PATCH", "/config", body))
 
     def now(self) -> float:
         """The emulator's time (its clock plus the offset ``advance`` added), epoch seconds."""
@@ -184,20 +129,6 @@ class AdminClient:
     def listeners(self) -> list[str]:
         """Root URLs of the extra listeners serving this same emulator."""
         return cast(list[str], self._call("GET", "/listeners")["listeners"])
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _version_of(pipeline: dict[str, Any], version_id: str) -> dict[str, Any]:

@@ -26,17 +26,19 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from emulators._admin import ADMIN_PATH, admin_routes
+from emulators._faults import PARKED, cancel_parked, emulate_latency, serve_with_fault
 from emulators._server import start_site
 from emulators.here._config import (
     Fault,
@@ -58,10 +60,8 @@ from emulators.here._state import (
 
 PIPELINE_BASE_PATH = "/pipeline-service"
 TOKEN_PATH = "/oauth2/token"
-ADMIN_PATH = "/_emulator"
 
 STATE = web.AppKey("here_emulator_state", EmulatorState)
-_PARKED = web.AppKey("here_emulator_parked", set[asyncio.Task[Any]])
 _LISTENERS = web.AppKey("here_emulator_listeners", list[str])
 _EXTRA_RUNNERS = web.AppKey("here_emulator_extra_runners", list[web.AppRunner])
 _FAULTS = TypeAdapter(list[Fault])
@@ -100,7 +100,7 @@ def create_app(
     listeners: list[str] = []
     app = _build(state, parked, listeners)
     app[_EXTRA_RUNNERS] = []
-    app.on_shutdown.append(_cancel_parked)
+    app.on_shutdown.append(cancel_parked)
     wanted = list(extra_listeners)
 
     async def start_extra(app: web.Application) -> None:
@@ -132,7 +132,7 @@ def _build(
     app = web.Application(middlewares=[_json_fallbacks])
     app.on_response_prepare.append(_dated)
     app[STATE] = state
-    app[_PARKED] = parked
+    app[PARKED] = parked
     app[_LISTENERS] = listeners
     app.router.add_post(TOKEN_PATH, _token)
     app.router.add_route("*", PIPELINE_BASE_PATH + "/{tail:.*}", _pipeline_api)
@@ -146,12 +146,7 @@ def _build(
     app.router.add_get(f"{admin}/operations", _admin_operations)
     app.router.add_get(f"{admin}/jobs", _admin_jobs)
     app.router.add_post(f"{admin}/jobs/{{job_id}}/finish", _admin_finish_job)
-    app.router.add_get(f"{admin}/stats", _admin_stats)
-    app.router.add_get(f"{admin}/faults", _admin_list_faults)
-    app.router.add_post(f"{admin}/faults", _admin_add_faults)
-    app.router.add_delete(f"{admin}/faults", _admin_clear_faults)
-    app.router.add_post(f"{admin}/tokens/expire", _admin_expire_tokens)
-    app.router.add_post(f"{admin}/reset", _admin_reset)
+    app.router.add_routes(admin_routes(_state, _FAULTS, _admin_error))
     app.router.add_get(f"{admin}/config", _admin_config)
     app.router.add_patch(f"{admin}/config", _admin_configure)
     app.router.add_get(f"{admin}/clock", _admin_clock)
@@ -191,39 +186,6 @@ async def _dated(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Date"] = email.utils.formatdate(now, usegmt=True)
 
 
-async def _emulate_latency(state: EmulatorState) -> None:
-    cfg = state.config
-    spread = cfg.latency_jitter_ms
-    delay_ms = max(0.0, random.uniform(cfg.latency_ms - spread, cfg.latency_ms + spread))
-    if delay_ms:
-        await asyncio.sleep(delay_ms / 1000)
-
-
-async def _park(request: web.Request, seconds: float) -> None:
-    """Hang like an unresponsive server; shutdown cancels parked handlers instead of waiting."""
-    parked = request.app[_PARKED]
-    task = asyncio.current_task()
-    assert task is not None
-    parked.add(task)
-    try:
-        await asyncio.sleep(seconds)
-    finally:
-        parked.discard(task)
-
-
-async def _cancel_parked(app: web.Application) -> None:
-    parked: set[asyncio.Task[Any]] = app[_PARKED]
-    for task in list(parked):
-        task.cancel()
-
-
-def _drop(request: web.Request) -> web.Response:
-    """Close the socket without a response; aiohttp quietly discards what we return."""
-    if request.transport is not None:
-        request.transport.close()
-    return web.Response()
-
-
 def _trace_ids(request: web.Request) -> dict[str, str]:
     return {
         "X-Request-ID": request.headers.get("X-Request-ID") or str(uuid.uuid4()),
@@ -231,56 +193,32 @@ def _trace_ids(request: web.Request) -> dict[str, str]:
     }
 
 
-_CONTINUE = object()
-"""A timeout fault parked the request; the normal answer follows."""
+def _fault_answer(
+    request: web.Request,
+    fault: Fault,
+    *,
+    status: Callable[[Fault], web.Response],
+    empty_status: int,
+    base_path: str,
+) -> web.Response | None:
+    """A fault's response, rendered for this endpoint; ``None`` for a timeout.
 
-
-@dataclass(frozen=True)
-class _FaultContext:
-    render_status: Callable[[Fault], web.Response]
-    empty_status: int
-    base_path: str
-    """The part of the path that the redirect's ``location`` replaces."""
-
-
-async def _fault_answer(request: web.Request, fault: Fault, ctx: _FaultContext) -> object:
-    """The fault's answer: a response, ``None`` to drop, or ``_CONTINUE`` after parking."""
-    if fault.kind == "drop":
-        return None
+    A redirect's ``location`` replaces ``base_path``; the rest of the path and the query stay.
+    """
     if fault.kind == "status":
-        return ctx.render_status(fault)
+        return status(fault)
     if fault.kind == "empty":
-        return web.json_response({}, status=ctx.empty_status)
+        return web.json_response({}, status=empty_status)
     if fault.kind == "redirect":
         assert fault.location is not None
-        rest = request.rel_url.raw_path[len(ctx.base_path) :]
+        rest = request.rel_url.raw_path[len(base_path) :]
         query = request.rel_url.raw_query_string
         location = fault.location.rstrip("/") + rest + (f"?{query}" if query else "")
         response = web.Response(status=307, headers={"Location": location})
         if fault.retry_after is not None:
             response.headers["Retry-After"] = str(fault.retry_after)
         return response
-    await _park(request, fault.delay_seconds)
-    return _CONTINUE
-
-
-async def _with_fault(
-    request: web.Request,
-    fault: Fault | None,
-    ctx: _FaultContext,
-    perform: Callable[[], Awaitable[web.Response]],
-) -> web.Response | None:
-    """Serve ``fault`` instead of ``perform``'s answer, or after it (``after_effect``)."""
-    if fault is not None and not fault.after_effect:
-        early = await _fault_answer(request, fault, ctx)
-        if early is not _CONTINUE:
-            return early if isinstance(early, web.Response) else None
-    response = await perform()
-    if fault is not None and fault.after_effect:
-        late = await _fault_answer(request, fault, ctx)
-        if late is not _CONTINUE:
-            return late if isinstance(late, web.Response) else None
-    return response
+    return None
 
 
 # -- token endpoint -----------------------------------------------------------------------------
@@ -334,7 +272,7 @@ async def _read_token_request(request: web.Request) -> TokenRequest:
 async def _token(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     state.stats.requests["token"] += 1
-    await _emulate_latency(state)
+    await emulate_latency(state.config)
     ids = _trace_ids(request)
 
     async def issue() -> web.Response:
@@ -361,11 +299,8 @@ async def _token(request: web.Request) -> web.StreamResponse:
             body["scope"] = token.scope
         return web.json_response(body)
 
-    fault = state.take_fault("token")
-    ctx = _FaultContext(_token_fault, 200, "")
-    response = await _with_fault(request, fault, ctx, issue)
-    if response is None:
-        return _drop(request)
+    answer = partial(_fault_answer, request, status=_token_fault, empty_status=200, base_path="")
+    response = await serve_with_fault(request, state.take_fault("token"), answer, issue)
     response.headers.update(ids)
     return response
 
@@ -535,19 +470,17 @@ async def _operate(
 
 async def _pipeline_api(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    await _emulate_latency(state)
+    await emulate_latency(state.config)
     ids = _trace_ids(request)
     response = await _pipeline_flow(request, state, ids)
-    if response is None:
-        return _drop(request)
     response.headers.update(ids)
     return response
 
 
 async def _pipeline_flow(
     request: web.Request, state: EmulatorState, ids: dict[str, str]
-) -> web.Response | None:
-    """The Pipeline API checks in order; ``None`` means the connection must be dropped."""
+) -> web.Response:
+    """The Pipeline API checks in order, then the operation unless a fault stands in for it."""
     tail = request.rel_url.raw_path[len(PIPELINE_BASE_PATH) :]
     route: _Route | None = None
     routing_error: PipelineError | None = None
@@ -571,17 +504,25 @@ async def _pipeline_flow(
         pipeline_key(route.pipeline) if route.pipeline is not None else None,
         route.version,
     )
-    ctx = _FaultContext(
-        _fault_response, _EMPTY_STATUS.get(route.operation, 200), PIPELINE_BASE_PATH
+    answer = partial(
+        _fault_answer,
+        request,
+        status=_fault_response,
+        empty_status=_EMPTY_STATUS.get(route.operation, 200),
+        base_path=PIPELINE_BASE_PATH,
     )
 
     async def perform() -> web.Response:
         return await _operate(request, route, caller, ids)
 
-    return await _with_fault(request, fault, ctx, perform)
+    return await serve_with_fault(request, fault, answer, perform)
 
 
 # -- admin ------------------------------------------------------------------------------------
+
+
+def _state(request: web.Request) -> EmulatorState:
+    return request.app[STATE]
 
 
 def _admin_error(message: str, status: int = 400) -> web.Response:
@@ -676,42 +617,6 @@ async def _admin_finish_job(request: web.Request) -> web.Response:
     except PipelineError as err:
         return _pipeline_error(err)
     return web.json_response(state.admin_job(job))
-
-
-async def _admin_stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE].stats.to_json())
-
-
-async def _admin_list_faults(request: web.Request) -> web.Response:
-    faults = [
-        {**a.fault.model_dump(mode="json"), "remaining": a.remaining}
-        for a in request.app[STATE].faults
-    ]
-    return web.json_response({"faults": faults})
-
-
-async def _admin_add_faults(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-        faults = _FAULTS.validate_python(body["faults"] if isinstance(body, dict) else None)
-    except (ValueError, KeyError, ValidationError) as exc:
-        return _admin_error(f'Expected {{"faults": [Fault, ...]}}: {exc}')
-    request.app[STATE].add_faults(faults)
-    return await _admin_list_faults(request)
-
-
-async def _admin_clear_faults(request: web.Request) -> web.Response:
-    request.app[STATE].clear_faults()
-    return web.json_response({"faults": []})
-
-
-async def _admin_expire_tokens(request: web.Request) -> web.Response:
-    return web.json_response({"expired": request.app[STATE].expire_tokens()})
-
-
-async def _admin_reset(request: web.Request) -> web.Response:
-    request.app[STATE].reset()
-    return web.json_response({"reset": True})
 
 
 async def _admin_config(request: web.Request) -> web.Response:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from emulators._config import PatchableConfig
 
 FaultOperation = Literal[
     "token",
@@ -179,10 +181,11 @@ def _default_pipelines() -> tuple[PipelineSpec, ...]:
     )
 
 
-class HereEmulatorConfig(BaseModel):
+class HereEmulatorConfig(PatchableConfig):
     """Everything the emulator can be told; defaults mirror HERE's documented limits."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    patchable: ClassVar[frozenset[str]] = PATCHABLE_FIELDS
 
     org: str = "olp-runbridge"
     """The organization (realm) in HRNs: pipelines, default runAsIds, project scopes."""
@@ -232,13 +235,6 @@ class HereEmulatorConfig(BaseModel):
         if clash:
             raise ValueError(f"an access key id is also a client id: {sorted(clash)}")
         return self
-
-    def patched(self, changes: dict[str, object]) -> HereEmulatorConfig:
-        """A copy with ``changes`` applied; identity settings cannot change at run time."""
-        unknown = set(changes) - PATCHABLE_FIELDS
-        if unknown:
-            raise ValueError(f"not patchable: {', '.join(sorted(unknown))}")
-        return HereEmulatorConfig.model_validate({**self.model_dump(), **changes})
 
 
 class Fault(BaseModel):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from emulators._faults import ActiveFault, take_fault
 from emulators.here import _oauth
 from emulators.here._config import (
     VERSION_BEHAVIOUR_FIELDS,
@@ -484,6 +485,10 @@ class Caller:
 
 @dataclass
 class Stats:
+    """``requests`` per operation (and ``token``), ``tokens_issued``, ``token_refusals`` by
+    errorCode, ``unauthorized`` (Pipeline API 401s), ``faults``, ``operations`` by
+    requestType and ``jobs``."""
+
     requests: Counter[str] = field(default_factory=Counter)
     tokens_issued: int = 0
     token_refusals: Counter[str] = field(default_factory=Counter)
@@ -504,12 +509,6 @@ class Stats:
         }
 
 
-@dataclass
-class _ActiveFault:
-    fault: Fault
-    remaining: int
-
-
 class EmulatorState:
     """All mutable emulator state; single-threaded (lives on the server's event loop)."""
 
@@ -521,7 +520,7 @@ class EmulatorState:
         self.nonces: dict[str, dict[str, float]] = {}
         self.token_windows: dict[str, deque[float]] = {}
         self.pipelines: dict[str, Pipeline] = {}
-        self.faults: list[_ActiveFault] = []
+        self.faults: list[ActiveFault[Fault]] = []
         self.stats = Stats()
         self.random = random.Random(config.seed)
         self._jwt_key = secrets.token_bytes(32)
@@ -569,7 +568,7 @@ class EmulatorState:
         return len(self.tokens)
 
     def add_faults(self, faults: Iterable[Fault]) -> None:
-        self.faults.extend(_ActiveFault(f, f.count) for f in faults)
+        self.faults.extend(ActiveFault(f, f.count) for f in faults)
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -578,23 +577,16 @@ class EmulatorState:
         self, operation: str, pipeline: str | None = None, version: str | None = None
     ) -> Fault | None:
         """Consume one use of the first matching fault that fires for this request."""
-        for active in self.faults:
-            fault = active.fault
+
+        def matches(fault: Fault) -> bool:
             if fault.pipeline is not None and pipeline_key(fault.pipeline) != (pipeline or ""):
-                continue
-            if fault.version is not None and fault.version != (version or "").lower():
-                continue
-            target = fault.operation
-            if not (target == operation or (target == "*" and operation != "token")):
-                continue
-            if fault.probability < 1 and self.random.random() >= fault.probability:
-                continue
-            active.remaining -= 1
-            if active.remaining <= 0:
-                self.faults.remove(active)
+                return False
+            return fault.version is None or fault.version == (version or "").lower()
+
+        fault = take_fault(self.faults, operation, self.random, matches)
+        if fault is not None:
             self.stats.faults += 1
-            return fault
-        return None
+        return fault
 
     def add_pipeline(self, spec: PipelineSpec) -> Pipeline:
         if spec.id in self.pipelines:
