@@ -122,3 +122,14 @@ def status_error(
     if status == 401:
         return AuthenticationFailed(text, status_code=status, code=code)
     return BackendRejected(text, status_code=status, code=code)
+
+
+def token_refusal(
+    response: httpx.Response, *, operation: str, code: str | None, message: str | None
+) -> BackendError:
+    """A token endpoint's error answer: transient by the rules above (worth asking again),
+    else the credentials were refused."""
+    error = status_error(response, operation=operation, idempotent=True, code=code, message=message)
+    if isinstance(error, TransientBackendError):
+        return error
+    return AuthenticationFailed(error.message, status_code=response.status_code, code=code)

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from .errors import ConfigurationError
 
 
 class Strict(BaseModel):
     """A misspelt setting fails at start-up instead of being silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(
+    inline: SecretStr | None, env: str | None, file: Path | None, *, what: str = "secret"
+) -> SecretStr:
+    """A secret from the one source given: inline (tests only), an environment variable or a
+    file. Read when a target starts, so that a missing one stops the bridge at once."""
+    if inline is not None:
+        return inline
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            raise ConfigurationError(f"environment variable {env} ({what}) is not set")
+        return SecretStr(value)
+    if file is None:
+        raise ConfigurationError(f"no {what} is given")
+    try:
+        return SecretStr(file.read_text().strip())
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the {what} from {file}: {exc}") from exc
 
 
 class BudgetSpec(Strict):

@@ -24,7 +24,6 @@ class ReadBudget:
         self._stamp = clock()
         self._lock = asyncio.Lock()
         self.spent = 0
-        self.waited = 0.0
 
     def _refill(self) -> None:
         now = self._clock()
@@ -37,14 +36,7 @@ class ReadBudget:
         async with self._lock:
             self._refill()
             if self._tokens < 1:
-                wait = (1 - self._tokens) / self._rate
-                self.waited += wait
-                await asyncio.sleep(wait)
+                await asyncio.sleep((1 - self._tokens) / self._rate)
                 self._refill()
             self._tokens -= 1
             self.spent += 1
-
-    @property
-    def available(self) -> float:
-        self._refill()
-        return self._tokens

@@ -31,8 +31,6 @@ from .states import RunStates
 
 log = logging.getLogger(__name__)
 
-_ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.UNKNOWN})
-
 
 class RunCanceller:
     def __init__(
@@ -78,7 +76,7 @@ class RunCanceller:
                     f"({entry.state.value if entry.state else 'its create is undecided'}"
                     f"{': ' + entry.reason_message if entry.reason_message else ''})"
                 )
-            if entry.state in _ENDED:
+            if not entry.followed:  # it has a run id: ended, or no longer followed
                 raise RunAlreadyEnded(
                     f"run {entry.run_id} of request {cancel.request_id} had already ended "
                     f"({entry.state.value if entry.state else 'unknown'})"

@@ -55,15 +55,6 @@ class CloudEvent:
     extensions: Mapping[str, str] = field(default_factory=dict)
 
 
-def header(headers: Headers, name: str) -> bytes | None:
-    """The last value of a header, matched case-insensitively, as Kafka clients do."""
-    found = None
-    for key, value in headers:
-        if key.lower() == name:
-            found = value
-    return found
-
-
 def name_bytes(name: str) -> bytes:
     """A header name's bytes as stored. Names that are not UTF-8 arrive with their bytes as
     surrogates (``surrogateescape``, see ``engine``); other lone surrogates pass as such."""

@@ -115,20 +115,21 @@ class Ledger(Protocol):
 
     async def put(self, partition: int, entry: LedgerEntry) -> None: ...
 
-    def claimed_run_ids(self) -> set[str]: ...
+    def claims(self, run_id: str) -> bool:
+        """Whether the run belongs to a request already: never adopt it for another."""
+        ...
 
 
 class NotOwned(Exception):
     """A write for a partition this instance no longer owns: its new owner decides now."""
 
 
-_SETTLED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.REJECTED})
-
-
 def _settled(state: object, run_id: object) -> bool:
     """Nothing more will happen to it: a run that ended, a request refused, or a run the
     bridge stopped following (UNKNOWN with a run id)."""
-    return state in _SETTLED or (state == RunState.UNKNOWN and run_id is not None)
+    if not isinstance(state, str) or state not in RunState.__members__:
+        return False
+    return RunState(state).is_terminal or (state == RunState.UNKNOWN and run_id is not None)
 
 
 @dataclass
@@ -149,13 +150,19 @@ class _Partition:
         return None if raw is None else LedgerEntry.model_validate_json(raw)
 
     def put(self, entry: LedgerEntry, raw: bytes) -> None:
-        self.drop(entry.request_id)
         if _settled(entry.state, entry.run_id):
-            self.settled[entry.request_id] = raw
-        else:
-            self.live[entry.request_id] = entry
+            self.put_settled(entry.request_id, entry.run_id, raw)
+            return
+        self.drop(entry.request_id)
+        self.live[entry.request_id] = entry
         if entry.run_id is not None:
             self.run_ids.add(entry.run_id)
+
+    def put_settled(self, request_id: UUID, run_id: str | None, raw: bytes) -> None:
+        self.drop(request_id)
+        self.settled[request_id] = raw
+        if run_id:
+            self.run_ids.add(run_id)
 
     def drop(self, request_id: UUID) -> None:
         self.live.pop(request_id, None)
@@ -173,19 +180,16 @@ class KafkaLedger:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._partitions: dict[int, _Partition] = {}
-        self.skipped = 0
-        """Entries that could not be read on restore (from a newer, incompatible bridge)."""
-
-    @property
-    def topic(self) -> str:
-        return self._topic
 
     def get(self, partition: int, request_id: UUID) -> LedgerEntry | None:
         owned = self._partitions.get(partition)
         return owned.get(request_id) if owned is not None else None
 
+    def claims(self, run_id: str) -> bool:
+        return any(run_id in owned.run_ids for owned in self._partitions.values())
+
     def claimed_run_ids(self) -> set[str]:
-        """Run ids that belong to a request already: never adopt one for another."""
+        """Every run id the owned partitions hold (what a restore brought back)."""
         return set().union(*(owned.run_ids for owned in self._partitions.values()))
 
     def __len__(self) -> int:
@@ -251,15 +255,11 @@ class KafkaLedger:
         try:
             peek = json.loads(value)
             if _settled(peek.get("state"), peek.get("run_id")):
-                request_id = UUID(peek["request_id"])
-                owned.drop(request_id)
-                owned.settled[request_id] = value
-                if peek.get("run_id"):
-                    owned.run_ids.add(str(peek["run_id"]))
+                run_id = peek.get("run_id")
+                owned.put_settled(UUID(peek["request_id"]), str(run_id) if run_id else None, value)
                 return
             entry = LedgerEntry.model_validate(peek)
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            self.skipped += 1
             log.error("ledger: skipped an entry that cannot be read: %s", exc)
             return
         owned.put(entry, value)
@@ -283,5 +283,5 @@ class MemoryLedger:
         self.writes.append(entry)
         self.entries[(partition, entry.request_id)] = entry
 
-    def claimed_run_ids(self) -> set[str]:
-        return {e.run_id for e in self.entries.values() if e.run_id is not None}
+    def claims(self, run_id: str) -> bool:
+        return any(e.run_id == run_id for e in self.entries.values())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +30,7 @@ from pydantic import Field, SecretStr, model_validator
 from contracts import RunState, System
 
 from ._http import api_client
-from ._settings import Strict
-from .errors import ConfigurationError
+from ._settings import Strict, read_secret
 from .ledger import LedgerEntry
 from .metrics import Metrics
 
@@ -74,17 +72,9 @@ class LineageSettings(Strict):
         return self
 
     def api_key(self) -> SecretStr | None:
-        if self.api_key_env is not None:
-            value = os.environ.get(self.api_key_env)
-            if not value:
-                raise ConfigurationError(f"environment variable {self.api_key_env} is not set")
-            return SecretStr(value)
-        if self.api_key_file is not None:
-            try:
-                return SecretStr(self.api_key_file.read_text().strip())
-            except OSError as exc:
-                raise ConfigurationError(f"cannot read {self.api_key_file}: {exc}") from exc
-        return None
+        if self.api_key_env is None and self.api_key_file is None:
+            return None
+        return read_secret(None, self.api_key_env, self.api_key_file, what="lineage API key")
 
 
 @dataclass(frozen=True)

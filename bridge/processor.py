@@ -67,7 +67,7 @@ from .publisher import Publisher
 from .raw_records import UnreadableBatch
 from .retry import Attempts
 from .sink import OutputRecord
-from .starting import RunStarter, Started
+from .starting import RunStarter, Started, failure_state
 from .states import RunStates
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,6 @@ class Done:
 
 
 Outcome = Created | Failed | Done
-
-
-def failure_state(error: Exception, attempts: Attempts) -> RunState:
-    """UNKNOWN when an attempt may have started a run that was not found, else REJECTED."""
-    unknown = attempts.unclear > 0 or isinstance(error, OutcomeUnknown)
-    return RunState.UNKNOWN if unknown else RunState.REJECTED
 
 
 def where(record: Record) -> str:

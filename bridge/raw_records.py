@@ -70,19 +70,12 @@ class UnreadableBatch:
 
 
 class RawFetchError(Exception):
-    """The broker answered a raw fetch with a partition error (or no leader is known).
+    """The broker answered a raw fetch with a partition error (``error_code``; -1 when no
+    leader is known). The engine's read loop backs off and tries again."""
 
-    ``error`` is aiokafka's error class for ``error_code`` (None when no leader is known);
-    ``retriable`` copies its flag so callers can back off and retry instead of failing.
-    """
-
-    def __init__(
-        self, message: str, *, error_code: int, error: type[Exception] | None, retriable: bool
-    ) -> None:
+    def __init__(self, message: str, *, error_code: int) -> None:
         super().__init__(message)
         self.error_code = error_code
-        self.error = error
-        self.retriable = retriable
 
 
 # Record batch v2 header: baseOffset, batchLength, partitionLeaderEpoch, magic, crc,
@@ -390,8 +383,6 @@ async def fetch_raw(
             raise RawFetchError(
                 f"no leader known for {tp.topic}[{tp.partition}]",
                 error_code=-1,
-                error=None,
-                retriable=True,
             )
     response: Any = await asyncio.wait_for(client.send(leader, _FetchV4()), timeout)
     for topic, partitions in response.topics:
@@ -406,13 +397,9 @@ async def fetch_raw(
                     f"fetch {topic}[{partition}] at offset {offset} from broker {leader} "
                     f"failed: {error.__name__} (error code {error_code})",
                     error_code=error_code,
-                    error=error,
-                    retriable=bool(getattr(error, "retriable", False)),
                 )
             return parse_batches(bytes(records or b""), from_offset=offset)
     raise RawFetchError(
         f"fetch response from broker {leader} has no data for {tp.topic}[{tp.partition}]",
         error_code=-1,
-        error=None,
-        retriable=True,
     )

@@ -83,7 +83,6 @@ class EventSink:
         self._producer: AIOKafkaProducer | None = None
         self._replacing = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
-        self.replacements = 0
 
     async def start(self) -> None:
         producer = self._make()
@@ -141,7 +140,6 @@ class EventSink:
             fresh = self._make()
             await fresh.start()
             self._producer = fresh
-            self.replacements += 1
         # Stopped aside and bounded: a broken producer may never finish flushing.
         task = asyncio.create_task(_stop_quietly(retired))
         self._retiring.add(task)

@@ -50,6 +50,12 @@ class Started:
         return self.entry.cancelled_before_start
 
 
+def failure_state(error: Exception, attempts: Attempts) -> RunState:
+    """UNKNOWN when an attempt may have started a run that was not found, else REJECTED."""
+    unknown = attempts.unclear > 0 or isinstance(error, OutcomeUnknown)
+    return RunState.UNKNOWN if unknown else RunState.REJECTED
+
+
 class RunStarter:
     def __init__(
         self,
@@ -193,8 +199,7 @@ class RunStarter:
             since=intent.intent_at - CLOCK_MARGIN,
             until=self._now() + CLOCK_MARGIN,
         )
-        claimed = self._ledger.claimed_run_ids()
-        candidates = sorted({status.run_id for status in statuses} - claimed)
+        candidates = sorted({s.run_id for s in statuses if not self._ledger.claims(s.run_id)})
         if len(candidates) > 1:
             raise OutcomeUnknown(
                 f"{len(candidates)} runs could be the one request {request.request_id} "
@@ -219,12 +224,11 @@ class RunStarter:
         self, partition: int, intent: LedgerEntry, error: BackendError, attempts: Attempts
     ) -> None:
         """What is known of a failed create, so that a later delivery knows whether to look."""
-        unknown = attempts.unclear > 0 or isinstance(error, OutcomeUnknown)
         candidates = error.candidates if isinstance(error, OutcomeUnknown) else []
         await self._ledger.put(
             partition,
             intent.with_(
-                state=RunState.UNKNOWN if unknown else RunState.REJECTED,
+                state=failure_state(error, attempts),
                 candidates=candidates,
                 reason_code=error.reason,
                 reason_message=error.message[:1024],

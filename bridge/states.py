@@ -52,13 +52,25 @@ class Step:
     duration_ms: int | None = None
     details: Mapping[str, str] | None = None
 
+    def shaped(self) -> Step:
+        """What an event in this state carries, the one rule for it: no start or details
+        while QUEUED, an end and a duration only once terminal."""
+        queued, final = self.state is RunState.QUEUED, self.state.is_terminal
+        return replace(
+            self,
+            started_at=None if queued else self.started_at,
+            details=None if queued else self.details,
+            ended_at=self.ended_at if final else None,
+            duration_ms=self.duration_ms if final else None,
+        )
+
 
 def _with_known(step: Step, started_at: datetime | None, details: Mapping[str, str] | None) -> Step:
-    """A step past QUEUED carries the start time and details known so far, so that the
-    event the ledger records is the event published, and a repeat of it is identical."""
-    if step.state is RunState.QUEUED:
-        return step
-    return replace(step, started_at=step.started_at or started_at, details=step.details or details)
+    """A step carries the start time and details known so far, so that the event the
+    ledger records is the event published, and a repeat of it is identical."""
+    return replace(
+        step, started_at=step.started_at or started_at, details=step.details or details
+    ).shaped()
 
 
 def steps(
@@ -126,11 +138,11 @@ def steps(
             at,
             backend_status=status.backend_status if final else words.get(target),
             backend_message=status.message if final else None,
-            started_at=started if target is not RunState.QUEUED else None,
-            ended_at=status.ended_at if target.is_terminal else None,
-            duration_ms=duration if target.is_terminal else None,
-            details=status.details if target is not RunState.QUEUED else None,
-        )
+            started_at=started,
+            ended_at=status.ended_at,
+            duration_ms=duration,
+            details=status.details,
+        ).shaped()
     )
     return plan
 
@@ -177,13 +189,12 @@ class RunStates:
                 return current
             previous, started = current.state, current.started_at
             details: Mapping[str, str] | None = current.details
-            for index, step in enumerate(plan):
-                plan[index] = step = _with_known(step, started, details)
+            for planned in plan:
+                step = _with_known(planned, started, details)
                 await self._publish(current, step, previous)
-                previous, started, details = step.state, step.started_at, step.details
-            return await self._record(
-                partition, current, plan[-1], plan[-2].state if len(plan) > 1 else current.state
-            )
+                before, previous = previous, step.state
+                started, details = step.started_at, step.details
+            return await self._record(partition, current, step, before)
 
     async def created(self, partition: int, entry: LedgerEntry) -> LedgerEntry:
         """QUEUED, right after run-created: every run starts there, whatever comes next."""
@@ -227,11 +238,11 @@ class RunStates:
                 entry.state_at or entry.updated_at,
                 backend_status=entry.backend_status,
                 backend_message=entry.backend_message,
-                started_at=entry.started_at if entry.state is not RunState.QUEUED else None,
-                ended_at=entry.ended_at if entry.state.is_terminal else None,
-                duration_ms=entry.duration_ms if entry.state.is_terminal else None,
-                details=entry.details if entry.state is not RunState.QUEUED else None,
-            )
+                started_at=entry.started_at,
+                ended_at=entry.ended_at,
+                duration_ms=entry.duration_ms,
+                details=entry.details,
+            ).shaped()
             reason = (
                 Reason(code=entry.reason_code, message=entry.reason_message or "")
                 if entry.reason_code is not None

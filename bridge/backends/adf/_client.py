@@ -89,9 +89,11 @@ class AdfBackend:
         params: dict[str, str] | None = None,
         json: Any = None,
         request_id: str | None = None,
+        read: bool = False,
     ) -> httpx.Response:
+        """One call; ``read`` (a GET, or a query sent as a POST) spends the read budget."""
         headers = {"x-ms-client-request-id": request_id} if request_id else {}
-        if method == "GET" or operation == "queryPipelineRuns":
+        if read or method == "GET":
             await self._reads.take()
         try:
             response = await self._client.request(
@@ -128,11 +130,6 @@ class AdfBackend:
             raise OutcomeUnknown(f"createRun: HTTP {response.status_code} without a runId")
         return CreatedRun(run_id=run_id)
 
-    @property
-    def reads(self) -> int:
-        """Read calls made (GETs and queries): what the read budget has spent."""
-        return self._reads.spent
-
     async def _get_run_payload(self, run_id: str) -> dict[str, Any]:
         path = f"{self._factory_path}/pipelineruns/{segment('run id', run_id)}"
         response = await self._call("GET", path, operation="getRun", idempotent=True)
@@ -157,6 +154,7 @@ class AdfBackend:
                 operation="queryPipelineRuns",
                 idempotent=True,
                 json=body,
+                read=True,
             )
             payload = json_object(response)
             value = payload.get("value")

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from ..._http import json_object, status_error, transport_error
+from ..._http import json_object, token_refusal, transport_error
 from ...auth import AccessToken
-from ...errors import AuthenticationFailed, TransientBackendError
+from ...errors import AuthenticationFailed
 from ._target import ClientSecretCredential, ManagedIdentityCredential
 
 
@@ -36,10 +36,7 @@ def _refused(what: str, response: httpx.Response) -> Exception:
     credentials are wrong (OAuth error body: error, error_description)."""
     payload = json_object(response)
     code, description = payload.get("error"), payload.get("error_description")
-    error = status_error(response, operation=what, idempotent=True, code=code, message=description)
-    if isinstance(error, TransientBackendError):
-        return error
-    return AuthenticationFailed(error.message, status_code=response.status_code, code=code)
+    return token_refusal(response, operation=what, code=code, message=description)
 
 
 async def _exchange(what: str, sending: Awaitable[httpx.Response]) -> AccessToken:

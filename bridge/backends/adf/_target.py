@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 from uuid import UUID
@@ -11,8 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from contracts import System
 
-from ..._settings import BudgetSpec, Strict, TrackingSpec
-from ...errors import ConfigurationError
+from ..._settings import BudgetSpec, Strict, TrackingSpec, read_secret
 
 ARM_SCOPE = "https://management.azure.com/.default"
 ARM_RESOURCE = "https://management.azure.com/"
@@ -46,20 +44,12 @@ class ClientSecretCredential(Strict):
         return f"{self.authority.rstrip('/')}/{self.tenant_id}/oauth2/v2.0/token"
 
     def resolve_secret(self) -> SecretStr:
-        if self.client_secret is not None:
-            return self.client_secret
-        if self.client_secret_env is not None:
-            value = os.environ.get(self.client_secret_env)
-            if not value:
-                raise ConfigurationError(
-                    f"environment variable {self.client_secret_env} (client secret) is not set"
-                )
-            return SecretStr(value)
-        assert self.client_secret_file is not None
-        try:
-            return SecretStr(self.client_secret_file.read_text().strip())
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read client secret file: {exc}") from exc
+        return read_secret(
+            self.client_secret,
+            self.client_secret_env,
+            self.client_secret_file,
+            what="client secret",
+        )
 
 
 class ManagedIdentityCredential(Strict):

@@ -88,10 +88,6 @@ class HereBackend:
         """The app's own client id, when the credentials name it: HERE's operations carry
         the clientId of the app that requested them."""
 
-    @property
-    def reads(self) -> int:
-        return self._reads.spent
-
     async def _base_url(self) -> str:
         """The configured base URL, or the one the API Lookup service names."""
         if self._base is None:

@@ -67,16 +67,12 @@ def run_status(operation: dict[str, Any], job: dict[str, Any] | None) -> RunStat
     }
     if "id" in details:
         details["jobId"] = details.pop("id")
-    duration = None
-    if created is not None and ended is not None:
-        duration = max(0, int((ended - created).total_seconds() * 1000))
     return RunStatus(
         run_id,
         mapped,
         job_state,
         started_at=created if mapped is not RunState.QUEUED else None,
-        ended_at=ended,
-        duration_ms=duration,
+        ended_at=ended,  # the duration follows from the two (states.steps)
         updated_at=json_time(job.get("updated")),
         details=details or None,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -11,7 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from contracts import System
 
-from ..._settings import BudgetSpec, Strict, TrackingSpec
+from ..._settings import BudgetSpec, Strict, TrackingSpec, read_secret
 from ...errors import ConfigurationError
 
 TOKEN_URL = "https://account.api.here.com/oauth2/token"
@@ -85,20 +84,12 @@ class HereCredentials(Strict):
         return read_properties(self.file).get("here.client.id") or None
 
     def _secret(self) -> SecretStr:
-        if self.access_key_secret is not None:
-            return self.access_key_secret
-        if self.access_key_secret_env is not None:
-            value = os.environ.get(self.access_key_secret_env)
-            if not value:
-                raise ConfigurationError(
-                    f"environment variable {self.access_key_secret_env} is not set"
-                )
-            return SecretStr(value)
-        assert self.access_key_secret_file is not None
-        try:
-            return SecretStr(self.access_key_secret_file.read_text().strip())
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read {self.access_key_secret_file}: {exc}") from exc
+        return read_secret(
+            self.access_key_secret,
+            self.access_key_secret_env,
+            self.access_key_secret_file,
+            what="access key secret",
+        )
 
 
 class HereTarget(Strict):

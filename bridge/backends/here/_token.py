@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import httpx
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256, SIGNATURE_TYPE_AUTH_HEADER, Client
 
-from ..._http import json_object, parse_retry_after, transport_error
+from ..._http import json_object, token_refusal, transport_error
 from ...auth import AccessToken
 from ...errors import AuthenticationFailed, TransientBackendError
 from ._target import HereCredentials
@@ -97,18 +97,14 @@ class HereTokenSource:
                 raise AuthenticationFailed(f"{message} (this machine's clock is off)", code=code)
             if code == NONCE_REUSED:
                 raise AuthenticationFailed(f"{message} (nonce refused as reused)", code=code)
-            if (
-                response.status_code in (408, 429)
-                or response.status_code >= 500
-                or code == TOO_MANY
-            ):
-                raise TransientBackendError(
-                    message,
-                    status_code=response.status_code,
-                    code=code or None,
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            refused = token_refusal(
+                response, operation=what, code=code or None, message=error.get("message")
+            )
+            if code == TOO_MANY and not isinstance(refused, TransientBackendError):
+                refused = TransientBackendError(
+                    message, status_code=response.status_code, code=code
                 )
-            raise AuthenticationFailed(message, status_code=response.status_code, code=code)
+            raise refused
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _learn_time(self, response: httpx.Response) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,8 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from contracts import System
 
-from ..._settings import BudgetSpec, Strict, TrackingSpec
-from ...errors import ConfigurationError
+from ..._settings import BudgetSpec, Strict, TrackingSpec, read_secret
 
 
 class _Secret(Strict):
@@ -29,18 +27,7 @@ class _Secret(Strict):
         return self
 
     def resolve(self) -> SecretStr:
-        if self.value is not None:
-            return self.value
-        if self.value_env is not None:
-            found = os.environ.get(self.value_env)
-            if not found:
-                raise ConfigurationError(f"environment variable {self.value_env} is not set")
-            return SecretStr(found)
-        assert self.value_file is not None
-        try:
-            return SecretStr(self.value_file.read_text().strip())
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read {self.value_file}: {exc}") from exc
+        return read_secret(self.value, self.value_env, self.value_file, what="Marquez credential")
 
 
 class BearerCredential(_Secret):
